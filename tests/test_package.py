@@ -1,0 +1,61 @@
+"""The package as users get it: a built wheel in a fresh environment, lazy imports, docs."""
+
+import doctest
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import digitlab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(digitlab, raise_on_error=False).failed == 0
+
+
+def test_import_is_light():
+    code = "import sys, digitlab, digitlab.data; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", "data and help do not need torch loaded"
+
+
+def test_public_names_resolve():
+    for name in digitlab.__all__:
+        assert getattr(digitlab, name) is not None
+
+
+def test_wheel_installs_into_a_fresh_environment(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(dist), str(ROOT)],
+                   check=True, capture_output=True)
+    [wheel] = dist.glob("digitlab-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "digitlab/_data/digits20.npz" in names
+    assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert any(n.endswith("licenses/NOTICE") for n in names)
+
+    env = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"),
+                    "install", "--quiet", "--no-deps", str(wheel)], check=True,
+                   capture_output=True)
+    # The dependencies (torch, numpy, tqdm) come from this environment, appended after the
+    # fresh one's own site-packages; .pth files in an appended folder are not processed, so
+    # this checkout's editable install stays invisible there.
+    fresh_site = next((env / "lib").glob("python*/site-packages"))
+    (fresh_site / "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    code = ("import digitlab, digitlab.data as d; X, y = d.load_digits20(); "
+            "print(digitlab.__file__); print(X.shape, int(y[1015]))")
+    done = subprocess.run([str(env / "bin" / "python"), "-c", code], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    where, shape = done.stdout.splitlines()
+    assert where.startswith(str(fresh_site)), "loaded from the installed wheel"
+    assert shape == "(5000, 400) 2"
+    listed = subprocess.run([str(env / "bin" / "digitlab"), "data", "list"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert listed.returncode == 0 and str(fresh_site) in listed.stdout

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+
+from digitlab.data import load_dataset
+from digitlab.models import PRESETS, build_model
+from digitlab.train import TrainConfig, fit, resolve_device, split_validation
+
+
+@pytest.fixture(scope="module")
+def small():
+    data = load_dataset("digits20")
+    pick = np.r_[0:5000:10]  # 500 digits, 50 per class
+    return data.x_train[pick], data.y_train[pick], data.x_test, data.y_test
+
+
+def _train(small, seed, epochs=2, observer=None, preset="seed-20x20"):
+    x, y, xt, yt = small
+    config = TrainConfig.from_preset(preset, epochs=epochs, seed=seed, threads=1)
+    torch.manual_seed(seed)
+    model = build_model(PRESETS[preset].model_config((20, 20)))
+    return fit(model, x, y, config, xt, yt, observer)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_same_seed_same_weights_other_seed_other_weights(small):
+    a, b, c = _train(small, 1), _train(small, 1), _train(small, 2)
+    assert torch.equal(_weights(a.model), _weights(b.model))
+    assert [h.loss for h in a.history] == [h.loss for h in b.history]
+    assert not torch.allclose(_weights(a.model), _weights(c.model))
+    assert a.history[-1].loss != c.history[-1].loss
+
+
+def test_history_and_learning(small):
+    result = _train(small, 0, epochs=5)
+    assert [h.epoch for h in result.history] == [1, 2, 3, 4, 5]
+    assert result.history[-1].loss < result.history[0].loss
+    assert result.history[-1].accuracy > 0.5
+    assert all(h.val_accuracy is not None and h.seconds > 0 for h in result.history)
+    assert not result.interrupted and not result.model.training
+
+
+def test_dropout_preset_trains_deterministically(small):
+    a, b = _train(small, 3, preset="mlp-dropout"), _train(small, 3, preset="mlp-dropout")
+    assert torch.equal(_weights(a.model), _weights(b.model))
+
+
+class StopIn:
+    """Raises KeyboardInterrupt, as Ctrl-C would, at a given step of a given epoch."""
+
+    def __init__(self, epoch, step):
+        self.at, self.epoch = (epoch, step), 0
+
+    def on_epoch_start(self, epoch, steps):
+        self.epoch = epoch
+
+    def on_step(self, step, running_loss):
+        if (self.epoch, step) == self.at:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, stats):
+        pass
+
+
+def test_ctrl_c_keeps_the_finished_epochs(small):
+    whole = _train(small, 5, epochs=1)
+    stopped = _train(small, 5, epochs=3, observer=StopIn(epoch=2, step=7))
+    assert stopped.interrupted
+    assert len(stopped.history) == 1
+    assert stopped.history[0] == whole.history[0].__class__(
+        **{**vars(whole.history[0]), "seconds": stopped.history[0].seconds})
+    assert torch.equal(_weights(stopped.model), _weights(whole.model)), \
+        "weights are those at the end of epoch 1, not mid-epoch 2"
+
+
+def test_holdout_split_is_seeded_disjoint_and_never_the_test_set():
+    x = np.arange(100, dtype=np.float32).reshape(100, 1, 1)
+    y = np.repeat(np.arange(10), 10)  # sorted by class, like digits20
+    xt, yt = x[:5] + 1000, y[:5]
+    config = TrainConfig.from_preset("cnn", "digits20", seed=0)
+    xtr, ytr, xv, yv = split_validation(x, y, xt, yt, config)
+    assert len(xv) == 10 and len(xtr) == 90
+    assert not set(xv.ravel()) & set(xtr.ravel())
+    assert (xv < 1000).all()
+    assert len(set(yv.tolist())) > 3, "random, not the sorted tail"
+    again = split_validation(x, y, xt, yt, config)[2]
+    other = split_validation(x, y, xt, yt, TrainConfig.from_preset("cnn", seed=1))[2]
+    assert np.array_equal(xv, again) and not np.array_equal(xv, other)
+    seed = TrainConfig.from_preset("seed-mlp")
+    assert split_validation(x, y, xt, yt, seed)[2] is xt
+    assert split_validation(x, y, xt, yt, TrainConfig.from_preset("seed-20x20"))[2] is None
+
+
+def test_config_from_preset_and_overrides():
+    c = TrainConfig.from_preset("seed-mlp", epochs=3, lr=None, seed=7)
+    assert (c.dataset, c.epochs, c.batch_size, c.lr, c.seed) == ("mnist", 3, 32, 1e-3, 7)
+    assert TrainConfig.from_preset("seed-20x20").dataset == "digits20"
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig.from_preset("resnet")
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        TrainConfig.from_preset("seed-mlp", epochs=0)
+    with pytest.raises(ValueError, match="learning rate"):
+        TrainConfig.from_preset("seed-mlp", lr=-1.0)
+
+
+def test_process_settings_are_restored(small):
+    threads = torch.get_num_threads()
+    _train(small, 0, epochs=1)  # trains with threads=1 and denormals flushed
+    assert torch.get_num_threads() == threads
+    assert torch.tensor(1e-40).mul(2).item() != 0.0, "denormals work again after training"
+
+
+def test_devices():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else
+                                      "mps" if torch.backends.mps.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            resolve_device("cuda")
