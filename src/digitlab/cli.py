@@ -114,11 +114,7 @@ def cmd_train(args) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     data = _load(config.dataset, args)
-    if args.out:
-        run_dir = Path(args.out)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run_dir = new_run_dir("runs", config)
+    run_dir = Path(args.out) if args.out else new_run_dir("runs", config)
     print(f"training {config.preset} on {data.name} ({len(data.x_train)} training digits, "
           f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, "
           f"{config.device}) -> {run_dir}")

@@ -103,13 +103,14 @@ def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
                        observer=None, command: list[str] | None = None) -> RunResult:
     """Train ``config.preset`` on ``data``, evaluate on the test part, and write the run.
 
-    The run directory must exist and hold no model yet. config.json is written before
-    training starts, the rest after it ends, also when Ctrl-C stopped it (the epochs that
-    finished are kept).
+    The run directory is created if needed and must not hold a model yet. config.json is
+    written before training starts, the rest after it ends, also when Ctrl-C stopped it (the
+    epochs that finished are kept).
     """
     run_dir = Path(run_dir)
     if (run_dir / MODEL_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a run; choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model_config = PRESETS[config.preset].model_config(data.image_shape)
     model = build_model(model_config)
