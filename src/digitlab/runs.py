@@ -13,9 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._io import write_atomic
 from .checkpoint import save_model
 from .data import Dataset
 from .evaluate import Metrics, evaluate
@@ -50,10 +49,7 @@ class RunResult:
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _write_json(path: Path, obj: dict) -> None:
