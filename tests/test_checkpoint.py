@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from digitlab.checkpoint import FORMAT_VERSION, ModelFileError, load_model, save_model
-from digitlab.models import PRESETS, build_model
+from digitlab.config import PRESETS
+from digitlab.models import build_model
 
 
 @pytest.fixture

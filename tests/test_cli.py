@@ -86,6 +86,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
                     "must be at least 1")
     _one_line_error(run("train", "--model", "resnet", env=home), 2, "invalid choice")
     _one_line_error(run("predict", "--sample", "3", env=home), 1, "pass --model")
+    _one_line_error(run("predict", env=home), 2, "needs --sample")
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"not a model")
     _one_line_error(run("predict", "--sample", "3", "--model", str(garbage), env=home), 1,
@@ -98,6 +99,10 @@ def test_model_and_dataset_must_match(tmp_path, home):
     out = tmp_path / "run"
     assert run("train", "--model", "seed-20x20", "--epochs", "1", "--out", str(out),
                env=home).returncode == 0
+    before = (out / "model.pt").read_bytes()
+    _one_line_error(run("train", "--model", "seed-20x20", "--out", str(out), env=home), 1,
+                    "already holds a run")
+    assert (out / "model.pt").read_bytes() == before
     _one_line_error(run("predict", "--sample", "99999", "--model", str(out), env=home), 1,
                     "0..4999")
     # a 20x20 model cannot read 28x28 MNIST: refused before any data is fetched

@@ -58,6 +58,7 @@ def test_mirrors_in_order_skipping_failed_and_corrupt(tiny, tmp_path, http_serve
     assert "HTTP 404" in got.skipped[1].reason
     assert "checksum mismatch" in got.skipped[2].reason
     assert sorted(p.name for p in (cache / "tiny").iterdir()) == sorted(raw)
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in (cache / "tiny").iterdir())
     again = fetch(spec, cache, mirrors=[], npm=None)  # now served by the cache
     assert again.source == f"cache {cache / 'tiny'}"
     _assert_same(again.arrays, arrays)

@@ -3,10 +3,11 @@ a set accuracy on data it never saw (the digits20 test part)."""
 
 import torch
 
+from digitlab.config import PRESETS, TrainConfig
 from digitlab.data import load_dataset
 from digitlab.evaluate import evaluate
-from digitlab.models import PRESETS, build_model
-from digitlab.train import TrainConfig, fit
+from digitlab.models import build_model
+from digitlab.train import fit
 
 GATE_EPOCHS = 15
 GATE_ACCURACY = 0.88  # seeds 0-3 reach 0.900-0.911 here; the full 40-epoch recipe about 0.92

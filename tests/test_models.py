@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from digitlab.models import PRESETS, ModelConfig, build_model, predict_proba
+from digitlab.config import PRESETS, ModelConfig
+from digitlab.models import build_model, predict_proba
 
 
 def n_params(model):

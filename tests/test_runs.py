@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from digitlab.checkpoint import load_model
+from digitlab.config import TrainConfig
 from digitlab.data import load_dataset
 from digitlab.evaluate import evaluate
 from digitlab.runs import MODEL_FILE, new_run_dir, train_and_evaluate
-from digitlab.train import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from digitlab.config import PRESETS, TrainConfig
 from digitlab.data import load_dataset
-from digitlab.models import PRESETS, build_model
-from digitlab.train import TrainConfig, fit, resolve_device, split_validation
+from digitlab.models import build_model
+from digitlab.train import fit, resolve_device, split_validation
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Dataset": "data", "load_dataset": "data", "load_digits20": "data", "load_mnist": "data",
     "FetchError": "fetch", "fetch": "fetch",
-    "PRESETS": "models", "ModelConfig": "models", "build_model": "models",
-    "predict_proba": "models",
-    "TrainConfig": "train", "fit": "train",
+    "PRESETS": "config", "ModelConfig": "config", "TrainConfig": "config",
+    "build_model": "models", "predict_proba": "models",
+    "fit": "train",
     "Metrics": "evaluate", "evaluate": "evaluate",
     "load_model": "checkpoint", "save_model": "checkpoint",
     "RunResult": "runs", "train_and_evaluate": "runs",

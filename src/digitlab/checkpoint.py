@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ._io import write_atomic
-from .models import ModelConfig, build_model
+from .config import ModelConfig
+from .models import build_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelFileError", "load_model",
            "save_model"]

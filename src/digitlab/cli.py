@@ -22,13 +22,16 @@ from ._cli_output import (
     format_metrics,
     format_prediction,
 )
-
-PRESET_NAMES = ("seed-20x20", "seed-wide", "seed-mlp", "mlp-dropout", "cnn")  # see models.PRESETS
-DATASET_NAMES = ("digits20", "mnist")
+from .config import PRESETS, TrainConfig
+from .data import DATASETS
 
 
 class CLIError(Exception):
     """A rejected input or failed step: printed as one line, exit status 1."""
+
+
+class UsageError(CLIError):
+    """Arguments that do not make a valid command: exit status 2, as argparse's own."""
 
 
 # -- the environment, read at the edge --------------------------------------------------------
@@ -65,7 +68,6 @@ def _load_model(run: str | None, device: str = "cpu"):
 
 def _check_shape(loaded, dataset: str) -> None:
     """Refuse a model/dataset pair that cannot work before any data is fetched."""
-    from .data import DATASETS
     shape = DATASETS[dataset][1]
     if tuple(loaded.config.input_shape) != shape:
         h, w = loaded.config.input_shape
@@ -93,7 +95,7 @@ def cmd_data(args) -> int:
         print("digits20 is embedded in the package; nothing to fetch")
         return 0
     if args.target != "mnist":
-        raise CLIError(f"unknown dataset {args.target!r}; choose from {', '.join(DATASET_NAMES)}")
+        raise CLIError(f"unknown dataset {args.target!r}; choose from {', '.join(DATASETS)}")
     from .data import load_mnist
     _, got = load_mnist(_cache_dir(), **_fetch_options(args))
     for attempt in got.skipped:
@@ -104,8 +106,8 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .runs import new_run_dir, train_and_evaluate
-    from .train import TrainConfig, resolve_device
+    from .runs import MODEL_FILE, new_run_dir, train_and_evaluate
+    from .train import resolve_device
     try:
         config = TrainConfig.from_preset(
             args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
@@ -113,6 +115,8 @@ def cmd_train(args) -> int:
             threads=args.threads)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    if args.out and (Path(args.out) / MODEL_FILE).exists():
+        raise CLIError(f"{args.out} already holds a run; choose another --out")
     data = _load(config.dataset, args)
     run_dir = Path(args.out) if args.out else new_run_dir("runs", config)
     print(f"training {config.preset} on {data.name} ({len(data.x_train)} training digits, "
@@ -124,7 +128,7 @@ def cmd_train(args) -> int:
     finally:
         bar.close()
     if result.metrics is None:
-        print(f"stopped before the first epoch finished; nothing to keep in {run_dir}")
+        print(f"stopped before the first epoch finished; {run_dir} holds only its config")
         return 130
     acc = result.metrics.accuracy
     print(f"test accuracy {acc:.2%} on {len(data.x_test)} {data.name} test digits; trained "
@@ -155,7 +159,8 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .models import predict_proba
     if args.sample is None:
-        raise CLIError("give --sample N (reading image files is not in this version yet)")
+        raise UsageError("predict needs --sample N (reading image files is not in this "
+                         "version yet)")
     loaded = _load_model(args.model)
     _check_shape(loaded, args.dataset)
     data = _load(args.dataset, args)
@@ -224,9 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a preset and write a run directory",
                        description="Train a preset network with its recipe (flags override "
                        "it), evaluate it on the test set, and write a run directory.")
-    p.add_argument("--model", required=True, choices=PRESET_NAMES, metavar="PRESET",
-                   help=f"one of: {', '.join(PRESET_NAMES)}")
-    p.add_argument("--dataset", choices=DATASET_NAMES, help="default: the preset's")
+    p.add_argument("--model", required=True, choices=list(PRESETS), metavar="PRESET",
+                   help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--dataset", choices=list(DATASETS), help="default: the preset's")
     _add_data_dir(p)
     p.add_argument("--epochs", type=_positive_int, help="default: the preset's")
     p.add_argument("--batch-size", type=_positive_int, help="default: the preset's")
@@ -240,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy, per-class figures, confusion matrix",
                        description="Evaluate a trained model on a dataset's test part.")
     p.add_argument("run", metavar="RUN", help="run directory or model file")
-    p.add_argument("--dataset", choices=DATASET_NAMES, help="default: the one it trained on")
+    p.add_argument("--dataset", choices=list(DATASETS), help="default: the one it trained on")
     _add_data_dir(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -248,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Predict the digit of one sample of a dataset and show "
                        "the 10 softmax probabilities.")
     p.add_argument("--sample", type=int, metavar="N", help="index of the sample, e.g. 1015")
-    p.add_argument("--dataset", default="digits20", choices=DATASET_NAMES,
+    p.add_argument("--dataset", default="digits20", choices=list(DATASETS),
                    help="default digits20")
     p.add_argument("--split", default="train", choices=("train", "test"),
                    help="which part --sample indexes (default train, the tutorial's X)")
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"digitlab: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return 130

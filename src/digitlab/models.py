@@ -1,4 +1,4 @@
-"""All of digitlab's networks, and the presets that pair each with its training recipe.
+"""All of digitlab's networks (the presets that pair each with a recipe are in config.py).
 
 Every network takes images (B, H, W) float32 in [0, 1] and returns logits (B, 10); softmax is
 applied only when probabilities are wanted, which is the same model as the tutorials' softmax
@@ -8,25 +8,13 @@ alone, which every model file carries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MLP", "PRESETS", "KerasCNN", "ModelConfig", "Preset", "Recipe", "build_model",
-           "predict_logits", "predict_proba"]
+from .config import ModelConfig
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a network; saved inside every model file."""
-
-    arch: str  # "mlp" or "cnn"
-    input_shape: tuple[int, int]  # (H, W) of the images it reads
-    hidden: tuple[int, ...] = ()  # widths of the hidden dense layers ("mlp")
-    dropout: float = 0.0  # after each hidden layer ("mlp"), before the classifier ("cnn")
-    n_classes: int = 10
+__all__ = ["MLP", "KerasCNN", "build_model", "predict_logits", "predict_proba"]
 
 
 class MLP(nn.Module):
@@ -90,54 +78,6 @@ def build_model(config: ModelConfig) -> nn.Module:
     model = _ARCHS[config.arch](config)
     _keras_init_(model)
     return model
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a preset trains: Adam with these settings and cross-entropy on the logits."""
-
-    epochs: int
-    batch_size: int
-    lr: float = 1e-3
-    adam_eps: float = 1e-7  # Keras's Adam default; PyTorch's is 1e-8
-    # "test": validate on the test set, as the seed tutorials do; "holdout": on a seeded random
-    # val_fraction of the training set; "none": no validation (the 20x20 tutorial has none).
-    validation: str = "holdout"
-    val_fraction: float = 0.1
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named network with its default dataset and training recipe."""
-
-    name: str
-    description: str
-    dataset: str
-    arch: str
-    recipe: Recipe
-    hidden: tuple[int, ...] = ()
-    dropout: float = 0.0
-
-    def model_config(self, input_shape: tuple[int, int]) -> ModelConfig:
-        return ModelConfig(self.arch, tuple(input_shape), self.hidden, self.dropout)
-
-
-PRESETS = {p.name: p for p in (
-    Preset("seed-20x20", "tutorial 1: dense 400-25-15-10 on 20x20 digits",
-           "digits20", "mlp", Recipe(epochs=40, batch_size=32, validation="none"),
-           hidden=(25, 15)),
-    Preset("seed-wide", "tutorial 2: dense 784-128-256-512-10, validated on the test set",
-           "mnist", "mlp", Recipe(epochs=10, batch_size=32, validation="test"),
-           hidden=(128, 256, 512)),
-    Preset("seed-mlp", "tutorial 3: dense 784-128-64-10, validated on the test set",
-           "mnist", "mlp", Recipe(epochs=10, batch_size=32, validation="test"),
-           hidden=(128, 64)),
-    Preset("mlp-dropout", "seed-wide with dropout 0.2 after each hidden layer",
-           "mnist", "mlp", Recipe(epochs=10, batch_size=32), hidden=(128, 256, 512),
-           dropout=0.2),
-    Preset("cnn", "the Keras example convnet: conv32-pool-conv64-pool-dropout0.5-dense",
-           "mnist", "cnn", Recipe(epochs=15, batch_size=128), dropout=0.5),
-)}
 
 
 @torch.no_grad()

@@ -24,10 +24,11 @@ import torch
 from . import __version__
 from ._io import write_atomic
 from .checkpoint import save_model
+from .config import PRESETS, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, evaluate
-from .models import PRESETS, build_model
-from .train import EpochStats, TrainConfig, fit, split_validation
+from .models import build_model
+from .train import EpochStats, fit, split_validation
 
 __all__ = ["MODEL_FILE", "RunResult", "model_file", "new_run_dir", "read_json",
            "train_and_evaluate"]

@@ -10,62 +10,17 @@ import copy
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import PRESETS, Recipe, predict_logits
+from .config import TrainConfig
+from .models import predict_logits
 
-__all__ = ["EpochStats", "TrainConfig", "TrainResult", "fit", "resolve_device",
-           "split_validation"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The resolved settings of one training run (a preset's recipe plus the user's flags)."""
-
-    preset: str
-    dataset: str
-    epochs: int
-    batch_size: int
-    lr: float
-    adam_eps: float
-    validation: str  # "test", "holdout" or "none"; see models.Recipe
-    val_fraction: float
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None  # None: PyTorch's default (one per core)
-
-    @classmethod
-    def from_preset(cls, preset: str, dataset: str | None = None, **overrides) -> TrainConfig:
-        """The preset's recipe and dataset, with any non-None ``overrides`` applied."""
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-        p = PRESETS[preset]
-        r: Recipe = p.recipe
-        config = cls(preset, dataset or p.dataset, r.epochs, r.batch_size, r.lr, r.adam_eps,
-                     r.validation, r.val_fraction)
-        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        config.check()
-        return config
-
-    def check(self) -> None:
-        """Raise ValueError with a one-line reason for settings that cannot train."""
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, not {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be positive, not {self.lr}")
-        if self.validation not in ("test", "holdout", "none"):
-            raise ValueError(f"unknown validation {self.validation!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"validation fraction must be in (0, 1), not {self.val_fraction}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, not {self.threads}")
+__all__ = ["EpochStats", "TrainResult", "fit", "resolve_device", "split_validation"]
 
 
 @dataclass(frozen=True)
