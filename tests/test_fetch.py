@@ -171,3 +171,15 @@ def test_offline_mirror_fails_fast(tiny, tmp_path):
     spec, *_ = tiny
     with pytest.raises(FetchError, match="127.0.0.1:9/: .*refused"):  # the discard port
         fetch(spec, tmp_path / "cache", mirrors=["http://127.0.0.1:9/"], npm=None, timeout=2)
+
+
+def test_npz_mirror_after_the_idx_mirrors(tiny, tmp_path, http_server):
+    spec, arrays, raw, gz = tiny
+    buf = io.BytesIO()
+    np.savez(buf, **{k: arrays[key] for k, key in spec.npz_keys})
+    site = http_server({"/tiny.npz": buf.getvalue()})
+    got = fetch(spec, tmp_path / "cache", mirrors=[site + "/idx/"], npz_urls=[site + "/tiny.npz"],
+                npm=None)
+    assert got.source == site + "/tiny.npz"
+    assert "HTTP 404" in got.skipped[-1].reason
+    _assert_same(got.arrays, arrays)

@@ -32,6 +32,7 @@ __all__ = ["Attempt", "DatasetFiles", "FetchError", "Fetched", "IDXFile", "Impor
 
 Progress = Callable[[str, int, "int | None"], None]
 _CHUNK = 1 << 16
+_MAX_DOWNLOAD = 128 * 2**20  # the largest MNIST download is 11 MB; refuse to fill memory
 
 
 @dataclass(frozen=True)
@@ -147,15 +148,15 @@ def _candidates(folder: Path, name: str) -> list[Path]:
     return [folder / n for base in (name, alt) for n in (base, base + ".gz")]
 
 
-def _load_npz(path: Path, spec: DatasetFiles) -> dict[str, np.ndarray]:
+def _load_npz(file: Path | io.BytesIO, spec: DatasetFiles, name: str) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(file, allow_pickle=False) as npz:
             missing = [k for k, _ in spec.npz_keys if k not in npz.files]
             if missing:
-                raise _Unavailable(f"{path.name} lacks {', '.join(missing)}")
+                raise _Unavailable(f"{name} lacks {', '.join(missing)}")
             return {key: npz[k] for k, key in spec.npz_keys}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise _Unavailable(f"{path.name} is not a readable .npz ({exc})") from None
+        raise _Unavailable(f"{name} is not a readable .npz ({exc})") from None
 
 
 def _load_folder(folder: Path, spec: DatasetFiles) -> dict[str, np.ndarray]:
@@ -170,7 +171,7 @@ def _load_folder(folder: Path, spec: DatasetFiles) -> dict[str, np.ndarray]:
         except (IDXError, OSError) as exc:
             raise _Unavailable(str(exc)) from None
     if spec.npz_name and (folder / spec.npz_name).is_file():
-        return _load_npz(folder / spec.npz_name, spec)
+        return _load_npz(folder / spec.npz_name, spec, spec.npz_name)
     missing = [f.name for f in spec.files if not found[f.key]]
     if len(missing) == len(spec.files):
         raise _Unavailable("no dataset files there")
@@ -181,7 +182,7 @@ def _load_path(path: Path, spec: DatasetFiles) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         if not path.is_file():
             raise _Unavailable("not present")
-        return _load_npz(path, spec)
+        return _load_npz(path, spec, path.name)
     if not path.exists():
         raise _Unavailable("not present")
     return _load_folder(path, spec)
@@ -199,6 +200,8 @@ def _http_get(url: str, timeout: float, progress: Progress | None, retries: int 
                 buf = io.BytesIO()
                 while chunk := response.read(_CHUNK):
                     buf.write(chunk)
+                    if buf.tell() > _MAX_DOWNLOAD:
+                        raise _Unavailable(f"{url} sends more than {_MAX_DOWNLOAD} bytes")
                     if progress:
                         progress(url.rsplit("/", 1)[-1], buf.tell(), total)
                 return buf.getvalue()
@@ -229,11 +232,7 @@ def _from_mirror(base: str, spec: DatasetFiles, timeout: float, progress: Progre
 
 
 def _from_npz_url(url: str, spec: DatasetFiles, timeout: float, progress: Progress | None):
-    data = _http_get(url, timeout, progress)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "download.npz"
-        path.write_bytes(data)
-        return _load_npz(path, spec)
+    return _load_npz(io.BytesIO(_http_get(url, timeout, progress)), spec, url.rsplit("/", 1)[-1])
 
 
 def _npm_reason(stderr: str) -> str:
