@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up, get MNIST, train the third tutorial's network (seed-mlp), evaluate it
-# and show one prediction. Offline, it trains the first tutorial's network on the embedded
+# The main job: set up, get MNIST, train the third tutorial's network (seed-mlp), evaluate it,
+# show one prediction and write the run's report. Offline, it trains the first tutorial's network on the embedded
 # digits20 set instead, and says so.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,5 +22,7 @@ else
 fi
 "$digitlab" evaluate "$run"
 "$digitlab" predict "${sample[@]}" --model "$run"
+"$digitlab" report "$run"
 echo
-echo "The run is in $run (config.json, history.csv, metrics.json, model.pt)."
+echo "The run is in $run: config.json, history.csv, metrics.json, model.pt, plots/ and"
+echo "report.html (open it in a browser)."

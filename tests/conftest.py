@@ -71,3 +71,28 @@ def http_server():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Flags that work headless here (../shared/BROWSER-TESTS.md): no sandbox as root, and no DNS
+# lookups or background connections leaving the machine (127.0.0.1 still works).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright. Skipped where Chromium is missing,
+    except under CI=true, where a missing browser is a failure."""
+    import os
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing (./test.sh installs it with apt-get as root)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

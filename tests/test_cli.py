@@ -34,7 +34,9 @@ def test_train_evaluate_predict_end_to_end(tmp_path, home):
     assert done.returncode == 0, done.stderr
     assert "epoch   1/1" in done.stdout and "test accuracy" in done.stdout
     assert {p.name for p in out.iterdir()} >= {"config.json", "history.csv", "metrics.json",
-                                                "model.pt"}
+                                                "model.pt", "plots"}
+    assert sorted(p.name for p in (out / "plots").iterdir()) == [
+        "confusion.png", "curves.png", "errors.png", "per_class.png", "predictions.png"]
     metrics = json.loads((out / "metrics.json").read_text())
 
     done = run("evaluate", str(out), "--json", env=home)
@@ -54,8 +56,19 @@ def test_train_evaluate_predict_end_to_end(tmp_path, home):
     assert abs(sum(answer["probabilities"]) - 1) < 1e-5
     assert answer["digit"] == max(range(10), key=answer["probabilities"].__getitem__)
 
-    text = run("predict", "--sample", "1015", "--model", str(out), env=home).stdout
+    text = run("predict", "--sample", "1015", "--model", str(out), "--plot",
+               str(tmp_path / "p.png"), env=home).stdout
     assert "softmax probabilities" in text and text.count("\n  ") >= 10
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+    (out / "report.html").unlink(missing_ok=True)
+    done = run("report", str(out), env=home)
+    assert done.returncode == 0, done.stderr
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+    listed = json.loads(run("runs", str(tmp_path), "--json", env=home).stdout)
+    assert [(r["preset"], r["epochs"], r["test_accuracy"]) for r in listed] == [
+        ("seed-20x20", 1, metrics["test_accuracy"])]
 
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "list"], ["data", "fetch"],
@@ -155,3 +168,39 @@ def test_ctrl_c_keeps_finished_epochs(tmp_path, home):
     rows = (out / "history.csv").read_text().splitlines()
     assert len(rows) == 1 + metrics["epochs_completed"]
     assert run("evaluate", str(out), env=home).returncode == 0
+
+
+def test_no_plots_never_imports_matplotlib(tmp_path, home):
+    code = ("import sys; from digitlab.cli import main; "
+            f"code = main(['train', '--model', 'seed-20x20', '--epochs', '1', '--no-plots', "
+            f"'--out', {str(tmp_path / 'run')!r}]); "
+            "print(code, 'matplotlib' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **home})
+    assert done.stdout.strip().splitlines()[-1] == "0 False", done.stderr
+    assert not (tmp_path / "run" / "plots").exists()
+
+
+def test_runs_table_sorted(tmp_path):
+    for name, acc, seconds, started in [("a", 0.91, 5.0, "2026-01-02"), ("b", 0.97, 9.0,
+                                         "2026-01-01"), ("c", 0.95, 1.0, "2026-01-03")]:
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(json.dumps({
+            "train": {"preset": "seed-mlp"}, "data": {"name": "mnist"}, "started": started}))
+        (run_dir / "metrics.json").write_text(json.dumps({
+            "epochs_completed": 10, "train_seconds": seconds, "test_accuracy": acc}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+
+    def order(*flags):
+        done = run("runs", str(tmp_path), "--json", *flags)
+        return [Path(r["path"]).name for r in json.loads(done.stdout)]
+    assert order() == ["b", "a", "c"]
+    assert order("--sort", "accuracy") == ["b", "c", "a"]
+    assert order("--sort", "time") == ["c", "a", "b"]
+    table = run("runs", str(tmp_path)).stdout.splitlines()
+    assert table[0].split() == ["run", "preset", "dataset", "epochs", "train", "s", "test",
+                                "acc", "started"]
+    assert "97.00%" in table[1]
+    _one_line_error(run("runs", str(tmp_path / "none")), 1, "no such folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -96,3 +97,20 @@ def format_prediction(answer: dict, top: int) -> str:
     lines.append("softmax probabilities:")
     lines += [f"  {d}: {p:.6f}  {'#' * round(p * 40)}" for d, p in enumerate(probs)]
     return "\n".join(lines)
+
+
+def format_runs(rows) -> str:
+    if not rows:
+        return "no runs found"
+    table = [("run", "preset", "dataset", "epochs", "train s", "test acc", "started")]
+    for r in rows:
+        table.append((Path(r.path).name, r.preset, r.dataset,
+                      f"{r.epochs}{' (stopped)' if r.interrupted else ''}",
+                      "-" if r.train_seconds is None else f"{r.train_seconds:.1f}",
+                      "-" if r.test_accuracy is None else f"{r.test_accuracy:.2%}",
+                      r.started.replace("T", " ")[:16]))
+    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
+    right = {3, 4, 5}
+    return "\n".join("  ".join(cell.rjust(w) if c in right else cell.ljust(w)
+                               for c, (cell, w) in enumerate(zip(row, widths, strict=True)))
+                     .rstrip() for row in table)

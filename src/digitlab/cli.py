@@ -21,6 +21,7 @@ from ._cli_output import (
     format_dataset_list,
     format_metrics,
     format_prediction,
+    format_runs,
 )
 from .config import PRESETS, TrainConfig
 from .data import DATASETS
@@ -133,10 +134,45 @@ def cmd_train(args) -> int:
     acc = result.metrics.accuracy
     print(f"test accuracy {acc:.2%} on {len(data.x_test)} {data.name} test digits; trained "
           f"{len(result.history)} epochs in {result.train_seconds:.1f} s")
+    if not args.no_plots:
+        from .report import write_plots
+        write_plots(run_dir, result.history, result.metrics, data.x_test, data.y_test,
+                    result.test_proba, config.validation)
     if result.interrupted:
         print(f"stopped by Ctrl-C after {len(result.history)} finished epochs; kept in {run_dir}")
         return 130
-    print(f"run saved in {run_dir}  (next: digitlab evaluate {run_dir})")
+    print(f"run saved in {run_dir}  (next: digitlab report {run_dir})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .evaluate import evaluate
+    from .report import write_plots, write_report
+    from .runs import read_history, read_json
+    run = Path(args.run)
+    if not (run / "config.json").is_file() or not (run / "metrics.json").is_file():
+        raise CLIError(f"{run} is not a finished run directory (config.json and metrics.json "
+                       "are needed)")
+    loaded = _load_model(str(run))
+    dataset = read_json(run / "metrics.json")["dataset"]
+    validation = read_json(run / "config.json")["train"]["validation"]
+    data = _load(dataset, args)
+    metrics, proba = evaluate(loaded.model, data.x_test, data.y_test)
+    write_plots(run, read_history(run), metrics, data.x_test, data.y_test, proba, validation)
+    print(f"wrote {write_report(run)} and the plots in {run / 'plots'}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .runs import list_runs
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise CLIError(f"no such folder: {root}")
+    key = {"date": lambda r: r.started,
+           "accuracy": lambda r: -1 if r.test_accuracy is None else r.test_accuracy,
+           "time": lambda r: float("inf") if r.train_seconds is None else r.train_seconds}
+    rows = sorted(list_runs(root), key=key[args.sort], reverse=args.sort == "accuracy")
+    print(json.dumps([vars(r) for r in rows], indent=2) if args.json else format_runs(rows))
     return 0
 
 
@@ -175,6 +211,11 @@ def cmd_predict(args) -> int:
               "confidence": float(proba.max()), "probabilities": [float(p) for p in proba],
               "low_confidence": bool(proba.max() < args.min_confidence), "error": None}
     print(json.dumps([answer], indent=2) if args.json else format_prediction(answer, args.top))
+    if args.plot:
+        from .plots import plot_prediction
+        image = images[args.sample]
+        plot_prediction(image, image, proba, title=answer["file"]).savefig(args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -241,6 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto uses a GPU where PyTorch sees one (default auto)")
     p.add_argument("--threads", type=_positive_int, help="CPU threads (default: all cores)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="skip drawing the plots into RUN/plots after training")
+
+    p = sub.add_parser("report", help="plots and a self-contained report.html for a run",
+                       description="Draw the run's plots (curves, predictions, confusion "
+                       "matrix, mistakes, per-class bars) into RUN/plots and write "
+                       "RUN/report.html, one file with everything embedded.")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    _add_data_dir(p)
+
+    p = sub.add_parser("runs", help="table of runs: preset, data, epochs, time, accuracy",
+                       description="List the run directories under DIR.")
+    p.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="default: runs")
+    p.add_argument("--sort", choices=("date", "accuracy", "time"), default="date",
+                   help="order: date (oldest first), accuracy (best first), time (fastest "
+                   "first); default date")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("evaluate", help="test accuracy, per-class figures, confusion matrix",
                        description="Evaluate a trained model on a dataset's test part.")
@@ -264,11 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the K most likely digits (default 3)")
     p.add_argument("--min-confidence", type=_probability, default=0.5, metavar="P",
                    help="flag answers below this confidence (default 0.5)")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="draw the input, what the model saw and the 10 probabilities")
     return parser
 
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict}
+            "predict": cmd_predict, "report": cmd_report, "runs": cmd_runs}
 
 
 def main(argv: list[str] | None = None) -> int:

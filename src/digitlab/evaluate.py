@@ -16,7 +16,8 @@ from torch import nn
 
 from .models import predict_logits
 
-__all__ = ["Metrics", "classification_metrics", "confusion_matrix", "evaluate"]
+__all__ = ["Metrics", "classification_metrics", "confusion_matrix", "evaluate",
+           "most_confident_errors", "top_k"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,17 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     proba = torch.softmax(logits, dim=1).cpu().numpy()
     n_classes = proba.shape[1]
     return classification_metrics(labels, proba.argmax(1), n_classes, loss), proba
+
+
+def top_k(proba: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most likely classes (N, k), most likely first, and their probabilities."""
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(proba, order, axis=1)
+
+
+def most_confident_errors(y_true: np.ndarray, proba: np.ndarray, k: int) -> np.ndarray:
+    """Indices of at most ``k`` misclassified examples, the most confidently wrong first."""
+    y_pred = proba.argmax(1)
+    wrong = np.flatnonzero(y_pred != np.asarray(y_true))
+    confidence = proba[wrong, y_pred[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")[:k]]

@@ -30,8 +30,8 @@ from .evaluate import Metrics, evaluate
 from .models import build_model
 from .train import EpochStats, fit, split_validation
 
-__all__ = ["MODEL_FILE", "RunResult", "model_file", "new_run_dir", "read_json",
-           "train_and_evaluate"]
+__all__ = ["MODEL_FILE", "RunResult", "RunSummary", "list_runs", "model_file", "new_run_dir",
+           "read_history", "read_json", "train_and_evaluate"]
 
 MODEL_FILE = "model.pt"
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -47,6 +47,7 @@ class RunResult:
     metrics: Metrics | None  # test-set metrics; None when stopped before the first epoch ended
     train_seconds: float
     interrupted: bool
+    test_proba: np.ndarray | None = None  # (N, 10) softmax on the test set, for the plots
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -126,9 +127,9 @@ def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
     })
     result = fit(model, x_train, y_train, config, x_val, y_val, observer)
     _write_text(run_dir / "history.csv", _history_csv(result.history))
-    metrics = None
+    metrics = proba = None
     if result.history:
-        metrics, _ = evaluate(result.model, data.x_test, data.y_test, config.device)
+        metrics, proba = evaluate(result.model, data.x_test, data.y_test, config.device)
         _write_json(run_dir / "metrics.json", {
             "dataset": data.name, "split": "test", "test": metrics.to_dict(),
             "test_accuracy": metrics.accuracy, "epochs_completed": len(result.history),
@@ -142,4 +143,47 @@ def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
     return RunResult(run_dir, config, result.history, metrics, result.train_seconds,
-                     result.interrupted)
+                     result.interrupted, proba)
+
+
+def read_history(run_dir: str | Path) -> list[EpochStats]:
+    """history.csv back as :class:`~digitlab.train.EpochStats` rows."""
+    def number(text: str, kind=float):
+        return None if text == "" else kind(text)
+    with (Path(run_dir) / "history.csv").open(encoding="utf-8") as f:
+        return [EpochStats(number(r["epoch"], int), number(r["loss"]), number(r["accuracy"]),
+                           number(r["val_loss"]), number(r["val_accuracy"]),
+                           number(r["seconds"])) for r in csv.DictReader(f)]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of ``digitlab runs``."""
+
+    path: str
+    preset: str
+    dataset: str
+    epochs: int
+    train_seconds: float | None
+    test_accuracy: float | None  # None for a run stopped before its first epoch ended
+    started: str
+    interrupted: bool
+
+
+def list_runs(root: str | Path) -> list[RunSummary]:
+    """Every run directory directly under ``root`` (those with a config.json), unsorted.
+    A run whose files cannot be read is skipped rather than failing the listing."""
+    summaries = []
+    for config_path in sorted(Path(root).glob("*/config.json")):
+        run = config_path.parent
+        try:
+            config = read_json(config_path)
+            metrics = read_json(run / "metrics.json") if (run / "metrics.json").exists() else {}
+            summaries.append(RunSummary(
+                str(run), config["train"]["preset"], config["data"]["name"],
+                metrics.get("epochs_completed", 0), metrics.get("train_seconds"),
+                metrics.get("test_accuracy"), config.get("started", ""),
+                metrics.get("interrupted", False)))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return summaries
