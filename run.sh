@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, get MNIST, train the third tutorial's network (seed-mlp), evaluate it,
-# show one prediction and write the run's report. Offline, it trains the first tutorial's network on the embedded
-# digits20 set instead, and says so.
+# show one prediction and write the run's report. Offline, it trains the first tutorial's
+# network on the embedded digits20 set instead, and says so.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
