@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,7 +72,9 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # a damaged file makes torch warn, then fail; we explain
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path.name} is not a readable model file ({first[:200]})") from None
