@@ -17,27 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.data import load_mnist
+from digitlab.preprocess import area_resize
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "digitlab" / "_data" / "digits20.npz"
 SIZE = 20
 PER_CLASS = {"train": 500, "test": 100}
 
 
-def area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix whose row i holds the fraction of output pixel i's span
-    [i*s, (i+1)*s), s = n_in/n_out, that each input pixel covers, divided by s."""
-    s = n_in / n_out
-    lo, hi = np.arange(n_out)[:, None] * s, (np.arange(n_out)[:, None] + 1) * s
-    j = np.arange(n_in)[None, :]
-    return np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0, None) / s
-
-
 def box_resize(image: np.ndarray, size: int = SIZE) -> np.ndarray:
     """(28, 28) uint8 -> (size, size) uint8 by exact area averaging. (Pillow's BOX filter
     weighs whole pixels by their centres, which for a 1.4x reduction is not the area.)"""
-    rows, cols = area_weights(image.shape[0], size), area_weights(image.shape[1], size)
-    small = rows @ image.astype(np.float64) @ cols.T
-    return np.clip(np.rint(small), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(area_resize(image, size)), 0, 255).astype(np.uint8)
 
 
 def pick(labels: np.ndarray, per_class: int) -> np.ndarray:

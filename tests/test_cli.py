@@ -72,7 +72,8 @@ def test_train_evaluate_predict_end_to_end(tmp_path, home):
 
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "list"], ["data", "fetch"],
-                                     ["data", "import"], ["train"], ["evaluate"], ["predict"]])
+                                     ["data", "import"], ["train"], ["evaluate"], ["predict"],
+                                     ["read"], ["report"], ["runs"]])
 def test_help_everywhere(command):
     done = run(*command, "--help")
     assert done.returncode == 0 and "usage: digitlab" in done.stdout
@@ -98,8 +99,8 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("train", "--model", "seed-mlp", "--epochs", "0", env=home), 2,
                     "must be at least 1")
     _one_line_error(run("train", "--model", "resnet", env=home), 2, "invalid choice")
-    _one_line_error(run("predict", "--sample", "3", env=home), 1, "pass --model")
-    _one_line_error(run("predict", env=home), 2, "needs --sample")
+    _one_line_error(run("predict", env=home), 2, "needs images")
+    _one_line_error(run("predict", "a.png", "--sample", "3", env=home), 2, "not both")
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"not a model")
     _one_line_error(run("predict", "--sample", "3", "--model", str(garbage), env=home), 1,

@@ -24,6 +24,9 @@ _EXPORTS = {
     "Metrics": "evaluate", "evaluate": "evaluate",
     "load_model": "checkpoint", "save_model": "checkpoint",
     "RunResult": "runs", "train_and_evaluate": "runs",
+    "Recognizer": "recognize", "Answer": "recognize", "Reading": "recognize",
+    "ImageRejected": "images", "BlankImage": "preprocess", "ReadConfig": "preprocess",
+    "prepare_digit": "preprocess",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

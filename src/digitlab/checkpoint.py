@@ -11,6 +11,7 @@ import pickle
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -20,11 +21,17 @@ from ._io import write_atomic
 from .config import ModelConfig
 from .models import build_model
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelFileError", "load_model",
-           "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelFileError", "bundled_path",
+           "load_model", "save_model"]
 
 FORMAT = "digitlab-model"
 FORMAT_VERSION = 1
+BUNDLED = ("_models", "digitnet.pt")  # inside the package
+
+
+def bundled_path() -> Path:
+    """Where the pretrained model shipped with the package is."""
+    return Path(str(resources.files("digitlab").joinpath(*BUNDLED)))
 
 
 class ModelFileError(ValueError):

@@ -14,7 +14,8 @@ from torch import nn
 
 from .config import ModelConfig
 
-__all__ = ["MLP", "KerasCNN", "build_model", "predict_logits", "predict_proba"]
+__all__ = ["MLP", "DigitNet", "FastNet", "KerasCNN", "build_model", "predict_logits",
+           "predict_proba"]
 
 
 class MLP(nn.Module):
@@ -59,7 +60,60 @@ class KerasCNN(nn.Module):
         return self.fc(self.dropout(x.flatten(1)))  # (B, 1600) -> (B, 10)
 
 
-_ARCHS = {"mlp": MLP, "cnn": KerasCNN}
+def _conv(c_in: int, c_out: int, k: int, stride: int = 1, pad: int = 0) -> list[nn.Module]:
+    # no bias: the batch norm right after it has one
+    return [nn.Conv2d(c_in, c_out, k, stride, pad, bias=False), nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True)]
+
+
+class DigitNet(nn.Module):
+    """A compact convnet of the kind that tops MNIST without a GPU: two stages of
+    3x3, 3x3, strided 5x5 convolutions with batch norm, a convolution over what is left,
+    dropout, and a linear classifier (326k parameters)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h, w = config.input_shape
+        # 3x3 unpadded convs take 2 px each, the padded stride-2 5x5 halves (rounding up)
+        side_h = -(-(-(-(h - 4) // 2) - 4) // 2)
+        side_w = -(-(-(-(w - 4) // 2) - 4) // 2)
+        if min(side_h, side_w) < 1:
+            raise ValueError(f"digitnet needs images of at least 14x14, not {h}x{w}")
+        p = config.dropout
+        self.features = nn.Sequential(
+            *_conv(1, 32, 3), *_conv(32, 32, 3), *_conv(32, 32, 5, 2, 2), nn.Dropout(p),
+            *_conv(32, 64, 3), *_conv(64, 64, 3), *_conv(64, 64, 5, 2, 2), nn.Dropout(p),
+            *_conv(64, 128, (side_h, side_w)))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(p),
+                                        nn.Linear(128, config.n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1)  # (B, 1, 28, 28)
+        x = self.features(x)  # (B, 128, 1, 1)
+        return self.classifier(x)  # (B, 10)
+
+
+class FastNet(nn.Module):
+    """A small convnet for the fast recipe: two strided 5x5 convolutions with batch norm and a
+    linear classifier (29k parameters). Strides instead of pooling halve the time per step on
+    a CPU; it reaches 99.1% on MNIST in a few epochs and not much more."""
+
+    keras_init = False  # trained with PyTorch's own initialisation, which suits it better
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h, w = config.input_shape
+        out_h, out_w = ((h + 1) // 2 + 1) // 2, ((w + 1) // 2 + 1) // 2
+        self.features = nn.Sequential(*_conv(1, 16, 5, 2, 2), *_conv(16, 32, 5, 2, 2))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * out_h * out_w,
+                                                                config.n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x.unsqueeze(1))  # (B, 32, 7, 7)
+        return self.classifier(x)  # (B, 10)
+
+
+_ARCHS = {"mlp": MLP, "cnn": KerasCNN, "digitnet": DigitNet, "fastnet": FastNet}
 
 
 def _keras_init_(model: nn.Module) -> None:
@@ -68,7 +122,8 @@ def _keras_init_(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -76,11 +131,12 @@ def build_model(config: ModelConfig) -> nn.Module:
     if config.arch not in _ARCHS:
         raise ValueError(f"unknown architecture {config.arch!r}")
     model = _ARCHS[config.arch](config)
-    _keras_init_(model)
+    if getattr(model, "keras_init", True):
+        _keras_init_(model)
     return model
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
     """Logits (N, 10) for images ``x`` (N, H, W) in eval mode, in batches to bound memory."""
     was_training = model.training

@@ -16,8 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
+from .augment import AUGMENTS, augment
 from .config import TrainConfig
+from .fastdense import can_train as can_train_fast
+from .fastdense import fit_dense
 from .models import predict_logits
 
 __all__ = ["EpochStats", "TrainResult", "fit", "resolve_device", "split_validation"]
@@ -96,10 +100,16 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     """Train ``model`` in place on images (N, H, W) float32 and labels (N,) int64.
 
     Each epoch shuffles with a generator seeded from ``config.seed``. Ctrl-C (KeyboardInterrupt)
-    stops training and leaves the model with the weights of the last finished epoch.
+    stops training and leaves the model with the weights of the last finished epoch. Plain
+    dense networks take the hand-written path of :mod:`digitlab.fastdense` (same result).
     """
+    observer = observer or _Observer()
     with _cpu_settings(config.threads):
-        return _fit(model, x_train, y_train, config, x_val, y_val, observer or _Observer())
+        if can_train_fast(model, config):
+            history, seconds, interrupted = fit_dense(model, x_train, y_train, config, x_val,
+                                                      y_val, observer)
+            return TrainResult(model.eval(), history, seconds, interrupted)
+        return _fit(model, x_train, y_train, config, x_val, y_val, observer)
 
 
 @contextmanager
@@ -120,21 +130,69 @@ def _cpu_settings(threads: int | None):
         torch.set_num_threads(threads_before)
 
 
+def _optimizer(model: nn.Module, config: TrainConfig, steps: int, device: torch.device):
+    fused = device.type in ("cpu", "cuda")
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = kind(model.parameters(), lr=config.lr, eps=config.adam_eps,
+                     weight_decay=config.weight_decay, fused=fused)
+    schedule = None
+    if config.schedule == "onecycle":
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.2,
+            cycle_momentum=False)
+    return optimizer, schedule
+
+
+def _ema_update(decay: float):
+    """An exponential moving average whose decay warms up as (1 + t) / (10 + t): averaging
+    from the first step at the full decay would keep batch norm's initial statistics (variance
+    1) for thousands of steps and make the averaged model useless early on."""
+    @torch.no_grad()
+    def update(averaged: list, current: list, steps) -> None:
+        t = float(steps)
+        weight = 1.0 - min(decay, (1.0 + t) / (10.0 + t))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers (batches seen): take the current count
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+    return update
+
+
+def _native_bf16(device: torch.device) -> bool:
+    """bfloat16 autocast pays only where the hardware has bf16 arithmetic."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch._C._cpu, "_is_avx512_bf16_supported", None)
+        amx = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
+        return bool((check and check()) or (amx and amx()))
+    return False
+
+
 def _fit(model, x_train, y_train, config, x_val, y_val, observer) -> TrainResult:
     device = torch.device(config.device)
     model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     x = torch.as_tensor(x_train, device=device)
     y = torch.as_tensor(y_train, device=device)
     validating = x_val is not None
     if validating:
         xv, yv = torch.as_tensor(x_val, device=device), torch.as_tensor(y_val, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps,
-                                 fused=device.type in ("cpu", "cuda"))
     shuffle = torch.Generator().manual_seed(config.seed)
+    augmenting = AUGMENTS[config.augment]
+    jitter = torch.Generator().manual_seed(config.seed + 1)  # the augmentation's own stream
     n, bs = len(x), config.batch_size
     steps = -(-n // bs)
+    optimizer, schedule = _optimizer(model, config, steps, device)
+    ema = AveragedModel(model, multi_avg_fn=_ema_update(config.ema),
+                        use_buffers=True) if config.ema else None
+    evaluated = ema.module if ema else model  # what is validated and kept
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=config.bf16 and _native_bf16(device))
     history: list[EpochStats] = []
-    finished = copy.deepcopy(model.state_dict())
+    finished = copy.deepcopy(evaluated.state_dict())
     start = time.perf_counter()
     try:
         for epoch in range(1, config.epochs + 1):
@@ -147,24 +205,32 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer) -> TrainResult
             correct = torch.zeros((), dtype=torch.long, device=device)
             for step, i in enumerate(range(0, n, bs), 1):
                 xb, yb = xs[i:i + bs], ys[i:i + bs]
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                if augmenting:
+                    xb = augment(xb, augmenting, jitter)
+                with autocast:
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if schedule:
+                    schedule.step()
+                if ema:
+                    ema.update_parameters(model)
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.detach().argmax(1) == yb).sum()
                 seen = min(i + bs, n)
                 observer.on_step(step, lambda: loss_sum.item() / seen)  # noqa: B023 (called now)
-            val_loss, val_acc = _validate(model, xv, yv) if validating else (None, None)
+            val_loss, val_acc = _validate(evaluated, xv, yv) if validating else (None, None)
             stats = EpochStats(epoch, loss_sum.item() / n, correct.item() / n, val_loss, val_acc,
                                time.perf_counter() - t0)
             history.append(stats)
-            finished = copy.deepcopy(model.state_dict())
+            finished = copy.deepcopy(evaluated.state_dict())
             observer.on_epoch_end(stats)
         interrupted = False
     except KeyboardInterrupt:
-        model.load_state_dict(finished)
         interrupted = True
+    model.load_state_dict(finished)  # the last finished epoch's (averaged) weights
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return TrainResult(model, history, time.perf_counter() - start, interrupted)

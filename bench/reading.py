@@ -1,0 +1,190 @@
+"""How well digitlab reads people's own images: the user-style set (bench/userstyle.py) through
+digitlab's reading path against what most apps do, plus numbers, non-digits and timing.
+
+    .venv/bin/python bench/reading.py [--model RUN] [--digits 1300] [--numbers 300]
+
+Prints a table per distortion kind and writes bench/results/reading.json. Pipelines compared
+on the same files and the same model:
+    digitlab       decode -> digitlab.preprocess (the one reading path) -> model
+    resize-only    decode -> grey -> resize the whole image to 28x28 -> model
+    resize+invert  the same, inverted when the paper is light
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import userstyle  # noqa: E402
+
+from digitlab.data import load_mnist  # noqa: E402
+from digitlab.images import decode_image  # noqa: E402
+from digitlab.recognize import Recognizer, Rejected  # noqa: E402
+
+
+def naive(data: bytes, invert: bool) -> np.ndarray:
+    """What most apps do: grey, squash the whole image to 28x28 (optionally invert)."""
+    im = Image.open(io.BytesIO(data)).convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+    x = np.asarray(im, np.float32) / 255
+    return 1 - x if invert and np.median(x) > 0.5 else x
+
+
+def digits_table(rec: Recognizer, samples) -> dict:
+    rows: dict[str, dict] = {}
+    ours, resize, invert, flagged = [], [], [], []
+    for s in samples:
+        try:
+            answer = rec.predict(s.data)
+            ours.append(str(answer.digit) == s.label)
+            flagged.append(answer.low_confidence)
+        except Rejected:
+            ours.append(False)
+            flagged.append(True)
+        base = rec.probabilities(np.stack([naive(s.data, False), naive(s.data, True)]))
+        resize.append(str(base[0].argmax()) == s.label)
+        invert.append(str(base[1].argmax()) == s.label)
+    for kind in userstyle.KINDS:
+        idx = [i for i, s in enumerate(samples) if kind in s.kinds]
+        rows[kind] = {"n": len(idx), "digitlab": float(np.mean([ours[i] for i in idx])),
+                      "resize_only": float(np.mean([resize[i] for i in idx])),
+                      "resize_invert": float(np.mean([invert[i] for i in idx]))}
+    clean = [i for i, s in enumerate(samples) if s.kinds == ("clean",)]
+    return {
+        "n": len(samples), "accuracy": float(np.mean(ours)),
+        "clean_accuracy": float(np.mean([ours[i] for i in clean])), "clean_n": len(clean),
+        "resize_only": float(np.mean(resize)), "resize_invert": float(np.mean(invert)),
+        "flagged_share": float(np.mean(flagged)),
+        "wrong_and_unflagged": float(np.mean([not o and not f for o, f in zip(ours, flagged,
+                                                                                strict=True)])),
+        "kinds": rows,
+    }
+
+
+def numbers_table(rec: Recognizer, samples) -> dict:
+    right = []
+    for s in samples:
+        try:
+            right.append(rec.read(s.data).number == s.label)
+        except Rejected:
+            right.append(False)
+    out = {"n": len(samples), "exact": float(np.mean(right))}
+    for kind in ("touching", "broken"):
+        idx = [i for i, s in enumerate(samples) if kind in s.kinds]
+        out[kind] = {"n": len(idx), "exact": float(np.mean([right[i] for i in idx]))}
+    plain = [i for i, s in enumerate(samples) if not {"touching", "broken"} & set(s.kinds)]
+    out["separate"] = {"n": len(plain), "exact": float(np.mean([right[i] for i in plain]))}
+    return out
+
+
+def non_digits_table(rec: Recognizer, samples, digit_confidences) -> dict:
+    confidences = []
+    for s in samples:
+        try:
+            confidences.append(rec.predict(s.data).confidence)
+        except Rejected:
+            confidences.append(0.0)
+    confidences = np.array(confidences)
+    sweep = {}
+    for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        sweep[str(t)] = {"non_digits_flagged": float(np.mean(confidences < t)),
+                         "digits_flagged": float(np.mean(np.array(digit_confidences) < t))}
+    return {"n": len(samples), "flagged": float(np.mean(confidences < rec.min_confidence)),
+            "threshold": rec.min_confidence, "sweep": sweep}
+
+
+def timing(rec: Recognizer, images, labels, n: int = 200) -> dict:
+    """Median ms for decode + preprocess + predict of typical 200x200 PNG files."""
+    rng = np.random.default_rng(7)
+    files = []
+    for i in rng.choice(len(images), n, replace=False):
+        ink = userstyle.ink_layer(images[i], 140, rng)
+        cover = userstyle._place(ink, 200, 200, rng, centred=True)
+        files.append(userstyle.render(cover, ("clean",), rng)[0])
+    rec.predict(files[0])  # warm up
+    stages = {"decode": [], "prepare": [], "predict": [], "total": []}
+    from digitlab.preprocess import prepare_digit
+    for data in files:
+        t0 = time.perf_counter()
+        array = decode_image(data)
+        t1 = time.perf_counter()
+        prepared = prepare_digit(array, rec.config)
+        t2 = time.perf_counter()
+        rec.probabilities(prepared.image[None])
+        t3 = time.perf_counter()
+        for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+            stages[k].append(v * 1000)
+    return {k: statistics.median(v) for k, v in stages.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model file or run directory (default: bundled)")
+    parser.add_argument("--digits", type=int, default=1300)
+    parser.add_argument("--numbers", type=int, default=300)
+    parser.add_argument("--non-digits", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "reading.json")
+    args = parser.parse_args()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab"
+    mnist, _ = load_mnist(cache)
+    images = np.rint(mnist.x_test * 255).astype(np.uint8)
+    rec = Recognizer.load(args.model)
+    load_before = os.getloadavg()[0]
+    timing_ms = timing(rec, images, mnist.y_test)  # first, while nothing else runs
+    t = time.time()
+    digits = userstyle.digit_set(images, mnist.y_test, args.digits, seed=args.seed)
+    numbers = userstyle.number_set(images, mnist.y_test, args.numbers, seed=args.seed + 1)
+    others = userstyle.non_digit_set(args.non_digits, seed=args.seed + 2)
+    print(f"generated {len(digits)} digits, {len(numbers)} numbers, {len(others)} non-digits "
+          f"in {time.time() - t:.0f} s", flush=True)
+    d = digits_table(rec, digits)
+    confidences = []
+    for s in digits:
+        try:
+            confidences.append(rec.predict(s.data).confidence)
+        except Rejected:
+            confidences.append(0.0)
+    result = {"model": str(rec.loaded.path), "digits": d, "numbers": numbers_table(rec, numbers),
+              "non_digits": non_digits_table(rec, others, confidences),
+              "timing_ms": timing_ms, "loadavg_at_timing": load_before}
+
+    print(f"\n{'kind':10} {'n':>5} {'digitlab':>9} {'resize':>8} {'+invert':>8}")
+    for kind, row in d["kinds"].items():
+        print(f"{kind:10} {row['n']:>5} {row['digitlab']:>9.1%} {row['resize_only']:>8.1%} "
+              f"{row['resize_invert']:>8.1%}")
+    print(f"{'all':10} {d['n']:>5} {d['accuracy']:>9.1%} {d['resize_only']:>8.1%} "
+          f"{d['resize_invert']:>8.1%}")
+    print(f"clean subset: {d['clean_accuracy']:.1%} of {d['clean_n']}; flagged low-confidence: "
+          f"{d['flagged_share']:.1%}; wrong and not flagged: {d['wrong_and_unflagged']:.1%}")
+    nums = result["numbers"]
+    print(f"numbers read exactly: {nums['exact']:.1%} of {nums['n']} (separate "
+          f"{nums['separate']['exact']:.1%}, touching {nums['touching']['exact']:.1%}, broken "
+          f"{nums['broken']['exact']:.1%})")
+    nd = result["non_digits"]
+    print(f"non-digits flagged at {nd['threshold']}: {nd['flagged']:.1%} of {nd['n']}")
+    for t, row in nd["sweep"].items():
+        print(f"  threshold {t}: non-digits flagged {row['non_digits_flagged']:.0%}, "
+              f"real digits flagged {row['digits_flagged']:.1%}")
+    tm = result["timing_ms"]
+    print(f"median ms per 200x200 PNG: decode {tm['decode']:.2f}, prepare {tm['prepare']:.2f}, "
+          f"predict {tm['predict']:.2f}, total {tm['total']:.2f} (load average {load_before:.2f})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

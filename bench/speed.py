@@ -1,0 +1,199 @@
+"""Speed benchmark: digitlab against the tutorials' own tf.keras programs, on this machine,
+in one run; plus the fast recipe, the best model and inference.
+
+    .venv/bin/python bench/speed.py                     # seeds, fast recipe, inference
+    .venv/bin/python bench/speed.py --best-seeds 3      # also the best model (30 min each)
+
+The reference runs in its own virtual environment, bench/.venv-tf (tensorflow-cpu, made on
+first use; never a dependency of digitlab). Each pair trains the same network on the same
+data with the same epochs, batch size and Adam settings, whole process against whole process
+(import, data, training with the tutorial's per-epoch validation, evaluation, saving), each
+repeated and interleaved so both sides share the machine's noise; the figure is the ratio of
+medians. Prints a table and writes bench/results/speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = Path(sys.executable)
+DIGITLAB = PYTHON.parent / "digitlab"
+TF_VENV = HERE / ".venv-tf"
+TF_PIN = "tensorflow-cpu==2.21.0"
+NETS = {"seed-mlp": 8.0, "seed-wide": 5.0, "seed-20x20": 5.0}  # target ratios
+
+
+def ensure_tf() -> Path:
+    python = TF_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"making {TF_VENV} with {TF_PIN} (first run only) ...", flush=True)
+        subprocess.run(["python3", "-m", "venv", str(TF_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", TF_PIN], check=True)
+    return python
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Run ``cmd``; its wall seconds, peak memory (MB) and output."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{output[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, output
+
+
+def mnist_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab"
+    subprocess.run([str(DIGITLAB), "data", "fetch", "mnist"], check=True,
+                   capture_output=True)
+    return cache / "mnist"
+
+
+def reference(tf_python: Path, net: str, work: Path) -> dict:
+    out = work / f"ref-{net}-{time.monotonic_ns()}.json"
+    wall, mem, _ = timed([str(tf_python), str(HERE / "reference" / "keras_tutorials.py"),
+                          "--net", net, "--mnist", str(mnist_dir()), "--digits20",
+                          str(ROOT / "src" / "digitlab" / "_data" / "digits20.npz"),
+                          "--out", str(out)], env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = json.loads(out.read_text())
+    return {**result, "wall_seconds": wall, "peak_mb": mem}
+
+
+def digitlab_train(args: list[str], work: Path) -> dict:
+    out = work / f"run-{time.monotonic_ns()}"
+    wall, mem, _ = timed([str(DIGITLAB), "train", *args, "--no-plots", "--out", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"wall_seconds": wall, "peak_mb": mem, "train_seconds": metrics["train_seconds"],
+            "seconds_per_epoch": metrics["seconds_per_epoch"],
+            "test_accuracy": metrics["test_accuracy"], "run": str(out)}
+
+
+def med(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def pairs(tf_python: Path, repeats: int, work: Path) -> dict:
+    out = {}
+    for net, target in NETS.items():
+        refs, ours = [], []
+        for r in range(repeats):
+            refs.append(reference(tf_python, net, work))
+            ours.append(digitlab_train(["--model", net, "--seed", str(r)], work))
+            print(f"{net:10} run {r + 1}/{repeats}: tf.keras {refs[-1]['wall_seconds']:.1f} s "
+                  f"({refs[-1]['test_accuracy']:.4f}), digitlab {ours[-1]['wall_seconds']:.1f} "
+                  f"s ({ours[-1]['test_accuracy']:.4f})", flush=True)
+        ratio = med(refs, "wall_seconds") / med(ours, "wall_seconds")
+        out[net] = {
+            "reference": refs, "digitlab": ours, "target_ratio": target,
+            "ratio_whole_process": ratio,
+            "ratio_training": med(refs, "train_seconds") / med(ours, "train_seconds"),
+            "accuracy_gap": statistics.mean(r["test_accuracy"] for r in ours)
+            - statistics.mean(r["test_accuracy"] for r in refs),
+        }
+    return out
+
+
+def inference(models: dict[str, str], work: Path) -> dict:
+    code = r"""
+import json, sys, time, numpy as np, torch
+from digitlab.recognize import Recognizer
+from digitlab.data import load_dataset
+rec = Recognizer.load(None if sys.argv[1] == "bundled" else sys.argv[1])
+x = load_dataset("mnist", sys.argv[2]).x_test
+one = x[:1]
+for _ in range(50): rec.probabilities(one)
+times = []
+for i in range(2000):
+    t = time.perf_counter(); rec.probabilities(x[i:i + 1]); times.append(time.perf_counter() - t)
+t = time.perf_counter()
+for i in range(0, len(x), 1000): rec.probabilities(x[i:i + 1000])
+batch = time.perf_counter() - t
+print(json.dumps({"single_p50_ms": float(np.median(times) * 1000),
+                  "single_p99_ms": float(np.percentile(times, 99) * 1000),
+                  "batch_images_per_second": len(x) / batch}))
+"""
+    cache = str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab")
+    png = work / "seven.png"
+    sys.path.insert(0, str(ROOT / "tests"))
+    from digits import on_paper  # the same handwriting the tests read
+    on_paper([7]).save(png)
+    out = {}
+    for name, model in models.items():
+        done = subprocess.run([str(PYTHON), "-c", code, model, cache], capture_output=True,
+                              text=True, check=True)
+        row = json.loads(done.stdout)
+        chosen = [] if model == "bundled" else ["--model", model]
+        colds = [timed([str(DIGITLAB), "predict", str(png), *chosen])[0] for _ in range(5)]
+        row["cold_start_seconds"] = statistics.median(colds)
+        out[name] = row
+        print(f"inference {name}: single p50 {row['single_p50_ms']:.3f} ms, batch "
+              f"{row['batch_images_per_second']:,.0f} images/s, cold start "
+              f"{row['cold_start_seconds']:.2f} s", flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fast-seeds", type=int, default=3)
+    parser.add_argument("--best-seeds", type=int, default=0)
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
+    args = parser.parse_args()
+    result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": "2 vCPU, no GPU",
+                    "loadavg_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not args.skip_reference:
+            result["pairs"] = pairs(ensure_tf(), args.repeats, work)
+        fast = [digitlab_train(["--recipe", "fast", "--seed", str(s)], work)
+                for s in range(args.fast_seeds)]
+        result["fast"] = fast
+        best = [digitlab_train(["--model", "best", "--seed", str(s)], work)
+                for s in range(args.best_seeds)]
+        result["best"] = best
+        mlp = digitlab_train(["--model", "seed-mlp", "--epochs", "1"], work)["run"]
+        result["inference"] = inference({"seed-mlp": mlp, "bundled digitnet": "bundled"}, work)
+    result["loadavg_end"] = os.getloadavg()
+    report(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def report(result: dict) -> None:
+    if "pairs" in result:
+        print(f"\n{'recipe':11} {'tf.keras s':>10} {'digitlab s':>10} {'ratio':>6} {'target':>6} "
+              f"{'train ratio':>11} {'tf acc':>7} {'dl acc':>7} {'tf MB':>6} {'dl MB':>6}")
+        for net, p in result["pairs"].items():
+            refs, ours = p["reference"], p["digitlab"]
+            ref_acc = statistics.mean(r["test_accuracy"] for r in refs)
+            our_acc = statistics.mean(r["test_accuracy"] for r in ours)
+            print(f"{net:11} {med(refs, 'wall_seconds'):>10.1f} {med(ours, 'wall_seconds'):>10.1f}"
+                  f" {p['ratio_whole_process']:>5.1f}x {p['target_ratio']:>5.0f}x "
+                  f"{p['ratio_training']:>10.1f}x {ref_acc:>7.4f} {our_acc:>7.4f} "
+                  f"{med(refs, 'peak_mb'):>6.0f} {med(ours, 'peak_mb'):>6.0f}")
+    for name in ("fast", "best"):
+        for i, r in enumerate(result[name]):
+            print(f"{name} seed {i}: {r['test_accuracy']:.4f} test accuracy, "
+                  f"{r['wall_seconds']:.1f} s wall ({r['train_seconds']:.1f} s training)")
+    print(f"load average {result['loadavg_start'][0]:.2f} at start, "
+          f"{result['loadavg_end'][0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Decoding a user's image file: by content (never by name), within limits, to one array.
+
+Pillow reads the header first; the declared size is checked before any pixel is allocated,
+so a decompression bomb is refused cheaply. A large JPEG is decoded downscaled instead (DCT
+scaling, Pillow's draft mode). Transparency is composited onto white paper, EXIF orientation
+applied, 16-bit and palette images converted; the result is float32 in [0, 1], (H, W) for a
+grey image and (H, W, 3) for a colour one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["FORMATS", "ImageRejected", "Limits", "decode_image"]
+
+FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an input may be. All settable; the defaults take any phone photo or scan."""
+
+    max_bytes: int = 25 * 2**20  # the encoded file
+    max_pixels: int = 50_000_000  # declared width x height (after JPEG downscaling)
+    min_side: int = 8  # a smaller image cannot hold a recognisable digit
+    work_side: int = 1600  # larger images are decoded or reduced to about this longer side
+
+
+class ImageRejected(ValueError):
+    """The input cannot be read as a digit image; the message is the one-line reason."""
+
+
+def _open(data: bytes, limits: Limits) -> Image.Image:
+    if not data:
+        raise ImageRejected("empty file")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(f"file is {len(data):,} bytes, over the limit of "
+                            f"{limits.max_bytes:,}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected("declared image size is over Pillow's decompression-bomb "
+                            "limit") from None
+    except UnidentifiedImageError:
+        kind = _claimed_format(data)
+        if kind:
+            raise ImageRejected(f"corrupt {kind} image: its header cannot be read") from None
+        raise ImageRejected("not an image (or not PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise ImageRejected(f"truncated or corrupt image header ({_short(exc)})") from None
+
+
+_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))
+
+
+def _claimed_format(data: bytes) -> str | None:
+    """The format a file's first bytes claim, to tell a damaged image from a non-image."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+def _check_size(im: Image.Image, limits: Limits) -> Image.Image:
+    w, h = im.size
+    if min(w, h) < limits.min_side:
+        raise ImageRejected(f"image is {w}x{h} pixels, too small to hold a digit (at least "
+                            f"{limits.min_side}x{limits.min_side})")
+    if im.format == "JPEG":
+        # DCT scaling decodes at 1/2, 1/4 or 1/8 size without ever allocating the full image;
+        # draft picks the smallest of those at least this large.
+        s = min(1.0, limits.work_side / max(w, h), (limits.max_pixels / (w * h)) ** 0.5)
+        if s < 1.0:
+            im.draft(im.mode, (max(1, int(w * s)), max(1, int(h * s))))
+            w, h = im.size
+    if w * h > limits.max_pixels:
+        raise ImageRejected(f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit "
+                            f"of {limits.max_pixels / 1e6:.0f}")
+    return im
+
+
+def _load(im: Image.Image) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. broken EXIF data: the pixels still count
+            im.load()
+            # an unreadable orientation tag: keep the image as stored
+            with contextlib.suppress(ValueError, TypeError, KeyError, struct.error,
+                                     SyntaxError, OSError):
+                im = ImageOps.exif_transpose(im)
+        return im
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, MemoryError) as exc:
+        raise ImageRejected(f"truncated or corrupt image ({_short(exc)})") from None
+
+
+def _to_array(im: Image.Image) -> np.ndarray:
+    """Pillow image of any mode -> float32 (H, W) grey or (H, W, 3) RGB on white, in [0, 1]."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(im, dtype=np.float32) / 65535.0
+    if mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float32)
+        lo, hi = float(a.min()), float(a.max())
+        scale = 65535.0 if mode == "I" and hi > 255 else 255.0 if mode == "I" else 1.0
+        return np.clip((a - min(lo, 0.0)) / scale, 0, 1) if hi > lo else np.zeros_like(a)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("1", "L"):
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    elif mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    elif mode not in ("RGB", "RGBA"):
+        im = im.convert("RGBA" if "A" in mode else "RGB")
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    if a.shape[-1] == 4:  # composite onto white paper: a transparent canvas is blank paper
+        alpha = a[..., 3:]
+        a = a[..., :3] * alpha + (1.0 - alpha)
+    if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]):
+        return np.ascontiguousarray(a[..., 0])
+    return a
+
+
+def _reduce(im: Image.Image, limits: Limits) -> Image.Image:
+    factor = max(im.size) // limits.work_side
+    if factor >= 2 and im.mode in ("L", "RGB", "RGBA", "LA", "I", "F", "1", "P"):
+        im = im.convert("RGBA" if im.mode in ("P", "LA") else
+                        "L" if im.mode == "1" else im.mode).reduce(factor)
+    return im
+
+
+def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
+    """Decode an encoded image to float32 in [0, 1]: (H, W) grey or (H, W, 3) RGB, alpha
+    composited on white, EXIF orientation applied. Raises :class:`ImageRejected` with a
+    one-line reason for anything that is not a readable image within ``limits``."""
+    im = _check_size(_open(data, limits), limits)
+    im = _reduce(_load(im), limits)
+    try:
+        return _to_array(im)
+    except (OSError, ValueError, MemoryError) as exc:
+        raise ImageRejected(f"unsupported pixel format {im.mode} ({_short(exc)})") from None

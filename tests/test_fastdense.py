@@ -1,0 +1,96 @@
+"""The hand-written dense trainer against autograd and torch.optim.Adam, in float64."""
+
+import numpy as np
+import pytest
+import torch
+
+from digitlab.config import PRESETS, ModelConfig, TrainConfig
+from digitlab.fastdense import DenseNet, can_train, fit_dense
+from digitlab.models import build_model
+
+
+class Quiet:
+    def on_epoch_start(self, epoch, steps): ...
+    def on_step(self, step, running_loss): ...
+    def on_epoch_end(self, stats): ...
+
+
+def reference(model, x, y, config):
+    """The plain way: autograd, nn.Module, torch.optim.Adam, the same shuffling stream."""
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    for _ in range(config.epochs):
+        order = torch.randperm(len(x), generator=shuffle)
+        xs, ys = x[order], y[order]
+        for i in range(0, len(x), config.batch_size):
+            loss = torch.nn.functional.cross_entropy(model(xs[i:i + config.batch_size]),
+                                                     ys[i:i + config.batch_size])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_agrees_with_autograd_and_adam_in_float64():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((70, 6, 6))  # 70 is not a multiple of the batch: a partial last batch
+    y = rng.integers(0, 10, 70)
+    config = TrainConfig.from_preset("seed-mlp", "digits20", epochs=3, batch_size=16)
+    model = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
+    ours = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
+    ours.load_state_dict(model.state_dict())
+    reference(model, x, y, config)
+    history, _, interrupted = fit_dense(ours, x, y, config, None, None, Quiet(),
+                                        dtype=torch.float64)
+    assert not interrupted and len(history) == 3
+    difference = (weights(model) - weights(ours)).abs().max().item()
+    assert difference < 1e-12, difference
+    assert (weights(model) - weights(build_model(ModelConfig("mlp", (6, 6), (9, 7))).double())
+            ).abs().max() > 1e-3, "training moved the weights"
+
+
+def test_forward_and_gradients_match_autograd():
+    torch.manual_seed(1)
+    model = build_model(ModelConfig("mlp", (4, 4), (5,))).double()
+    net = DenseNet(model, torch.float64)
+    x = net.inputs(8)
+    x[:, :-1] = torch.rand(8, 16, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,))
+    logits = net.forward(x)
+    assert torch.allclose(logits, model(x[:, :-1]), atol=1e-14)
+    log_likelihood = torch.zeros((), dtype=torch.float64)
+    net.backward(x, torch.nn.functional.one_hot(y, 10).double(), logits, log_likelihood)
+    loss = torch.nn.functional.cross_entropy(model(x[:, :-1]), y)
+    loss.backward()
+    assert abs(-log_likelihood.item() / 8 - loss.item()) < 1e-14
+    grads = torch.cat([torch.cat([m.weight.grad.T, m.bias.grad[None]]).flatten()
+                       for m in model.modules() if isinstance(m, torch.nn.Linear)])
+    assert torch.allclose(net.grads, grads, atol=1e-14)
+
+
+def test_used_only_where_it_is_exact():
+    mlp = build_model(PRESETS["seed-mlp"].model_config((28, 28)))
+    assert can_train(mlp, TrainConfig.from_preset("seed-mlp"))
+    assert not can_train(build_model(PRESETS["mlp-dropout"].model_config((28, 28))),
+                         TrainConfig.from_preset("mlp-dropout"))
+    assert not can_train(build_model(PRESETS["cnn"].model_config((28, 28))),
+                         TrainConfig.from_preset("cnn"))
+    assert not can_train(mlp, TrainConfig.from_preset("seed-mlp", schedule="onecycle"))
+
+
+@pytest.mark.parametrize("preset", ["seed-20x20"])
+def test_float32_training_learns(preset):
+    from digitlab.data import load_dataset
+    data = load_dataset("digits20")
+    config = TrainConfig.from_preset(preset, epochs=5, seed=0)
+    torch.manual_seed(0)
+    model = build_model(PRESETS[preset].model_config((20, 20)))
+    history, _, _ = fit_dense(model, data.x_train, data.y_train, config, data.x_test,
+                              data.y_test, Quiet())
+    assert history[-1].val_accuracy > 0.85 and history[-1].loss < history[0].loss

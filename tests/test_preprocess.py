@@ -1,0 +1,152 @@
+"""The reading path on small hand-made pictures: each step does what it says."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from digitlab.preprocess import (
+    BlankImage,
+    ReadConfig,
+    area_resize,
+    find_ink,
+    prepare_digit,
+    prepare_number,
+    to_gray,
+)
+
+
+def drawing(shapes, size=(160, 120), width=10, ink=0.0, paper=1.0) -> np.ndarray:
+    """Float (h, w) picture with the given polylines and ellipses drawn in ink."""
+    im = Image.new("F", size, paper)
+    draw = ImageDraw.Draw(im)
+    for kind, pts in shapes:
+        if kind == "line":
+            draw.line(pts, fill=ink, width=width, joint="curve")
+        else:
+            draw.ellipse(pts, outline=ink, width=width)
+    return np.asarray(im, np.float32)
+
+
+SEVEN = [("line", [(50, 20), (110, 20), (70, 100)])]
+ZERO = [("ellipse", (55, 15, 105, 105))]
+ONE = [("line", [(80, 15), (80, 105)])]
+
+
+def test_gray_picks_the_channel_where_ink_shows():
+    red_on_white = np.ones((40, 40, 3), np.float32)
+    red_on_white[10:30, 18:22] = (0.9, 0.1, 0.1)
+    gray = to_gray(red_on_white)
+    np.testing.assert_array_equal(gray, red_on_white[..., 1])  # green: ink dark, paper light
+    ink_on_yellow = np.ones((40, 40, 3), np.float32) * (1.0, 0.9, 0.3)
+    ink_on_yellow[10:30, 18:22] = (0.1, 0.1, 0.1)
+    assert to_gray(ink_on_yellow)[0, 0] > 0.8, "not the blue channel, where paper is dark"
+
+
+def test_output_is_mnist_shaped():
+    out = prepare_digit(drawing(SEVEN)).image
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert out.max() == 1.0 and out.min() == 0.0
+    ys, xs = np.nonzero(out > 0.05)
+    assert max(np.ptp(ys), np.ptp(xs)) + 1 in (19, 20, 21), "longer side fills the 20 px box"
+    cy, cx = ndimage.center_of_mass(out)
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1, "centre of mass in the middle"
+    assert out[0].max() == 0 and out[:, 0].max() == 0, "MNIST's 4 px border stays dark"
+
+
+def test_polarity_does_not_matter():
+    dark_on_light = prepare_digit(drawing(SEVEN)).image
+    light_on_dark = prepare_digit(drawing(SEVEN, ink=1.0, paper=0.0)).image
+    assert np.abs(dark_on_light - light_on_dark).max() < 0.05
+
+
+def test_aspect_ratio_is_kept():
+    out = prepare_digit(drawing(ONE)).image
+    ys, xs = np.nonzero(out > 0.3)
+    assert np.ptp(ys) >= 18 and np.ptp(xs) <= 6, "a 1 stays thin, not stretched into a square"
+
+
+def test_uneven_light_and_specks_change_little():
+    clean = drawing(ZERO)
+    yy, xx = np.mgrid[0:120, 0:160]
+    lit = clean * (1.0 - 0.45 * xx / 160)  # light falling off to the right
+    lit[5:8, 5:8] = 0.0  # a speck of dust
+    lit[110:113, 150:153] = 0.0
+    a, b = prepare_digit(clean).image, prepare_digit(lit).image
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+
+
+def test_box_is_where_the_ink_was():
+    picture = np.ones((200, 300), np.float32)
+    picture[50:150, 200:215] = 0.0
+    assert prepare_digit(picture).box == (200, 50, 215, 150)
+
+
+@pytest.mark.parametrize("picture, reason", [
+    (np.ones((50, 50), np.float32), "uniform"),
+    (np.zeros((50, 50), np.float32), "uniform"),
+    (np.full((50, 50), 0.5, np.float32) + np.random.default_rng(0).normal(0, 0.02, (50, 50))
+     .astype(np.float32), "no ink|specks|uniform"),
+])
+def test_blank_images_are_refused(picture, reason):
+    with pytest.raises(BlankImage, match=reason):
+        prepare_digit(picture)
+
+
+def test_thin_and_thick_strokes_come_out_alike():
+    thin = prepare_digit(drawing(SEVEN, size=(640, 480), width=3)).image
+    thick = prepare_digit(drawing(SEVEN, width=22)).image
+    normal = prepare_digit(drawing(SEVEN)).image
+    ink = [float((x > 0.5).sum()) for x in (thin, normal, thick)]
+    assert max(ink) / min(ink) < 2.0, f"stroke areas {ink}"
+
+
+def test_number_left_to_right_with_boxes():
+    picture = drawing([("line", [(20, 20), (20, 100)]),
+                       ("ellipse", (60, 20, 110, 100)),
+                       ("line", [(130, 20), (190, 20), (150, 100)])], size=(220, 120))
+    parts = prepare_number(picture)
+    assert len(parts) == 3
+    xs = [p.single.box[0] for p in parts]
+    assert xs == sorted(xs) and not any(p.splits for p in parts)
+
+
+def test_broken_stroke_stays_with_its_digit():
+    # a 5 whose top bar does not touch its body: two pieces, one digit
+    five = [("line", [(40, 20), (90, 20)]), ("line", [(40, 30), (40, 55), (80, 55), (90, 80),
+                                                     (70, 100), (35, 95)])]
+    parts = prepare_number(drawing(five, size=(140, 120)))
+    assert len(parts) == 1
+
+
+def test_touching_digits_are_cut_apart():
+    picture = drawing([("ellipse", (20, 20, 80, 100)), ("ellipse", (76, 20, 136, 100))],
+                      size=(160, 120))
+    assert len(find_ink(picture).boxes) == 1, "one connected piece"
+    [part] = prepare_number(picture)
+    assert not part.must_split, "the model decides: one digit or two"
+    assert all(len(s) == 2 for s in part.splits)
+    assert any(abs(left.box[2] - 78) < 6 for left, _ in part.splits), "one cut where they meet"
+    wide = drawing([("ellipse", (10, 30, 52, 90)), ("ellipse", (48, 30, 90, 90)),
+                    ("ellipse", (86, 30, 128, 90))], size=(150, 120), width=6)
+    [part] = prepare_number(wide)
+    assert part.must_split and len(part.splits[0]) == 3
+
+
+def test_same_input_same_output():
+    a, b = prepare_digit(drawing(ZERO)).image, prepare_digit(drawing(ZERO)).image
+    assert np.array_equal(a, b)
+
+
+def test_area_resize():
+    assert np.allclose(area_resize(np.full((28, 28), 0.5), 20), 0.5)
+    block = np.zeros((28, 28))
+    block[:7, :7] = 1
+    small = area_resize(block, 20)
+    assert np.allclose(small[:5, :5], 1) and np.allclose(small[5:], 0)
+
+
+def test_config_is_used():
+    picture = drawing(SEVEN)
+    with pytest.raises(BlankImage):
+        prepare_digit(picture * 0.1 + 0.9, ReadConfig(min_contrast=0.5))

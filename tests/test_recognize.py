@@ -1,0 +1,103 @@
+"""The Python API: the bundled model reading people-style pictures, every kind of source."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from digits import on_paper, png
+from PIL import Image
+
+from digitlab.checkpoint import bundled_path, load_model
+from digitlab.images import ImageRejected
+from digitlab.preprocess import BlankImage, prepare_digit
+from digitlab.recognize import Recognizer
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return Recognizer.load()
+
+
+def test_the_bundled_model_is_small_and_recorded():
+    path = bundled_path()
+    assert path.stat().st_size <= 5 * 2**20
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["test_accuracy"] >= 0.993 and "train_bundled.py" in record["command"]
+    loaded = load_model(path)  # weights_only: loading runs no code
+    assert loaded.config.arch == "digitnet" and loaded.meta["test_accuracy"] >= 0.993
+
+
+@pytest.mark.parametrize("digit", range(10))
+def test_reads_handwriting_on_paper(rec, digit):
+    answer = rec.predict(png(on_paper([digit], k=1)))
+    assert answer.digit == digit and not answer.low_confidence
+    assert len(answer.probabilities) == 10 and abs(sum(answer.probabilities) - 1) < 1e-5
+    assert answer.image.shape == (28, 28)
+
+
+def test_every_kind_of_source_gives_the_same_answer(rec, tmp_path):
+    im = on_paper([4], paper=(250, 236, 140), ink=(25, 40, 150))
+    path = tmp_path / "four.jpg"  # a PNG under a JPEG name: content decides
+    path.write_bytes(png(im))
+    rgb = np.asarray(im)
+    answers = [rec.predict(s) for s in (str(path), path, png(im), im, rgb,
+                                        rgb.astype(np.float32) / 255)]
+    assert {a.digit for a in answers} == {4}
+    assert max(a.confidence for a in answers) - min(a.confidence for a in answers) < 1e-6
+
+
+def test_mnist_ready_arrays_are_only_scaled(rec):
+    seen = prepare_digit(np.asarray(on_paper([3]).convert("L"), np.float32) / 255).image
+    a, b = rec.predict_mnist(seen), rec.predict_mnist(seen * 255)
+    assert a.digit == b.digit == 3 and abs(a.confidence - b.confidence) < 1e-6
+    with pytest.raises(ImageRejected, match="28x28"):
+        rec.predict_mnist(np.zeros((20, 20)))
+
+
+def test_read_a_number_left_to_right(rec):
+    reading = rec.read(png(on_paper([1, 9, 8, 4], k=2)))
+    assert reading.number == "1984"
+    boxes = [d.box for d in reading.digits]
+    assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)
+
+
+def test_confidence_threshold_flags(rec):
+    data = png(on_paper([6]))
+    assert Recognizer(rec.loaded, min_confidence=1.0).predict(data).low_confidence
+    assert not Recognizer(rec.loaded, min_confidence=0.0).predict(data).low_confidence
+
+
+@pytest.mark.parametrize("source, error, reason", [
+    (png(Image.new("RGB", (100, 100), "white")), BlankImage, "blank"),
+    (png(Image.new("L", (100, 100), 0)), BlankImage, "blank"),
+    (b"not an image at all", ImageRejected, "not an image"),
+    ("/no/such/file.png", ImageRejected, "no such file"),
+    (np.zeros((5, 5, 7)), ImageRejected, "not an image"),
+])
+def test_rejections(rec, source, error, reason):
+    with pytest.raises(error, match=reason):
+        rec.predict(source)
+
+
+def test_a_twenty_by_twenty_model_reads_too(tmp_path):
+    from digitlab.config import TrainConfig
+    from digitlab.data import load_dataset
+    from digitlab.runs import train_and_evaluate
+    config = TrainConfig.from_preset("seed-20x20", epochs=15, seed=0, threads=1)
+    train_and_evaluate(config, load_dataset("digits20"), tmp_path / "run")
+    small = Recognizer.load(tmp_path / "run")
+    assert small.input_shape == (20, 20)
+    answers = [small.predict(png(on_paper([d], k=3))).digit for d in range(10)]
+    assert sum(a == d for d, a in enumerate(answers)) >= 7
+
+
+def test_pil_image_with_alpha(rec):
+    im = on_paper([2]).convert("RGBA")
+    a = np.asarray(im).copy()
+    a[..., 3] = 255 - a[..., 0]  # ink opaque, paper transparent
+    a[..., :3] = 0
+    assert rec.predict(Image.fromarray(a, "RGBA")).digit == 2
+    buf = io.BytesIO()
+    Image.fromarray(a, "RGBA").save(buf, "PNG")
+    assert rec.predict(buf.getvalue()).digit == 2
