@@ -153,6 +153,62 @@ def cmd_read(args) -> int:
     return read_files(_recognizer(args), expand_sources(args.inputs), as_json=args.json)
 
 
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from .serve import ServiceConfig, create_app
+    except ImportError:
+        raise CLIError("the service needs its extra: pip install 'digitlab[serve]'") from None
+    import torch
+    # Requests are served in parallel threads; one core each beats two threads fighting.
+    torch.set_num_threads(1)
+    service = ServiceConfig(max_upload_bytes=args.max_upload_mb * 2**20,
+                            cors_origins=tuple(args.cors or ()), api_key=args.api_key)
+    if args.workers > 1:
+        os.environ["DIGITLAB_SERVE"] = json.dumps({
+            "model": args.model, "min_confidence": args.min_confidence, "onnx": args.onnx,
+            "max_upload_bytes": service.max_upload_bytes, "cors": list(service.cors_origins),
+            "api_key": service.api_key})
+        uvicorn.run("digitlab.cli:_app_from_environment", factory=True, host=args.host,
+                    port=args.port, workers=args.workers, log_level="warning")
+        return 0
+    app = create_app(_recognizer(args, onnx=args.onnx), service)
+    print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _app_from_environment():
+    """The app for each uvicorn worker process (--workers N), from the settings the parent
+    left in DIGITLAB_SERVE: read here, at the edge, never inside the library."""
+    from .serve import ServiceConfig, create_app
+    settings = json.loads(os.environ["DIGITLAB_SERVE"])
+    args = argparse.Namespace(model=settings["model"], min_confidence=settings["min_confidence"])
+    service = ServiceConfig(settings["max_upload_bytes"], tuple(settings["cors"]),
+                            settings["api_key"])
+    return create_app(_recognizer(args, onnx=settings["onnx"]), service)
+
+
+def cmd_export(args) -> int:
+    try:
+        from .export import export_onnx
+    except ImportError:
+        raise CLIError("export needs its extra: pip install 'digitlab[export]'") from None
+    loaded = _load_model(args.run)
+    dataset = loaded.meta.get("dataset", "mnist")
+    _check_shape(loaded, dataset)
+    data = _load(dataset, args)
+    out = Path(args.out) if args.out else (
+        Path(args.run) / "model.onnx" if Path(args.run).is_dir()
+        else Path(args.run).with_suffix(".onnx"))
+    report = export_onnx(loaded, out, data.x_test[:args.check])
+    print(f"wrote {report.path}; checked with ONNX Runtime on {report.images_checked} "
+          f"{dataset} test digits: max |difference| of probabilities "
+          f"{report.max_abs_difference:.2e}, same digit for {report.same_answers}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .evaluate import evaluate
     from .report import write_plots, write_report
@@ -200,9 +256,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _recognizer(args):
+def _recognizer(args, onnx: bool = False):
     from .recognize import Recognizer
-    return Recognizer(_load_model(args.model), min_confidence=args.min_confidence)
+    loaded = _load_model(args.model)
+    backend = None
+    if onnx:
+        from .export import OnnxBackend
+        backend = OnnxBackend.for_model(loaded)
+    return Recognizer(loaded, min_confidence=args.min_confidence, backend=backend)
 
 
 def cmd_predict(args) -> int:
@@ -315,6 +376,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true",
                    help="skip drawing the plots into RUN/plots after training")
 
+    p = sub.add_parser("serve", help="the REST API and the draw-a-digit page",
+                       description="Serve the REST API (/v1/predict, /v1/read, /v1/models, "
+                       "/healthz, /docs) and the draw-a-digit page (/) with FastAPI under "
+                       "uvicorn. The model is loaded once, at start-up.")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    _add_model(p)
+    p.add_argument("--onnx", action="store_true",
+                   help="run the model through ONNX Runtime (extra [export])")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="server processes (default 1)")
+    p.add_argument("--cors", action="append", metavar="ORIGIN",
+                   help="allow browser pages from ORIGIN to call the API (off by default; "
+                   "repeatable)")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="require this key in an X-API-Key header on /v1/ endpoints")
+    p.add_argument("--max-upload-mb", type=_positive_int, default=10, metavar="MB",
+                   help="largest request body accepted (default 10)")
+
+    p = sub.add_parser("export", help="write an ONNX model and check it against PyTorch",
+                       description="Export a model to ONNX (torch.onnx) and verify it with "
+                       "ONNX Runtime against PyTorch on real test digits.")
+    p.add_argument("run", metavar="RUN", help="run directory or model file")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the only one)")
+    p.add_argument("--out", metavar="FILE", help="default: RUN/model.onnx")
+    p.add_argument("--check", type=_positive_int, default=2000, metavar="N",
+                   help="test digits compared (default 2000)")
+    _add_data_dir(p)
+
     p = sub.add_parser("report", help="plots and a self-contained report.html for a run",
                        description="Draw the run's plots (curves, predictions, confusion "
                        "matrix, mistakes, per-class bars) into RUN/plots and write "
@@ -371,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "read": cmd_read, "report": cmd_report, "runs": cmd_runs}
+            "predict": cmd_predict, "read": cmd_read, "report": cmd_report, "runs": cmd_runs,
+            "serve": cmd_serve, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

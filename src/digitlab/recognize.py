@@ -61,14 +61,14 @@ class Reading:
         return any(d.low_confidence for d in self.digits)
 
 
-def _as_array(source) -> np.ndarray:
+def _as_array(source, limits: Limits = Limits()) -> np.ndarray:
     """A path, encoded bytes, a PIL image or an array -> float32 image in [0, 1]."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
             raise ImageRejected("is a folder, not an image")
         try:
-            return decode_image(path.read_bytes())
+            return decode_image(path.read_bytes(), limits)
         except FileNotFoundError:
             raise ImageRejected("no such file") from None
         except PermissionError:
@@ -76,7 +76,7 @@ def _as_array(source) -> np.ndarray:
         except OSError as exc:
             raise ImageRejected(f"cannot read the file ({exc.strerror or exc})") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(source))
+        return decode_image(bytes(source), limits)
     if hasattr(source, "mode") and hasattr(source, "size"):  # a PIL image
         import io
         buf = io.BytesIO()
@@ -97,13 +97,15 @@ class Recognizer:
 
     def __init__(self, loaded: LoadedModel, config: ReadConfig = ReadConfig(),
                  limits: Limits = Limits(), min_confidence: float = MIN_CONFIDENCE,
-                 device: str = "cpu"):
+                 device: str = "cpu", backend=None):
         self.loaded = loaded
         self.model = loaded.model.to(device).eval()
         self.config, self.limits = config, limits
         self.min_confidence = min_confidence
         self.device = device
         self.input_shape = tuple(loaded.config.input_shape)
+        # images (N, H, W) float32 -> probabilities (N, 10); e.g. an export.OnnxBackend
+        self.backend = backend
 
     @classmethod
     def load(cls, model: str | Path | None = None, **options) -> Recognizer:
@@ -118,6 +120,8 @@ class Recognizer:
         images = np.asarray(images, np.float32)
         if self.input_shape != images.shape[1:]:  # e.g. a 20x20 digits20 model
             images = np.stack([area_resize(i, self.input_shape[0]) for i in images])
+        if self.backend is not None:
+            return self.backend(images.astype(np.float32))
         x = torch.as_tensor(images.astype(np.float32), device=self.device)
         with torch.inference_mode():
             return torch.softmax(self.model(x), dim=1).cpu().numpy()
@@ -134,7 +138,7 @@ class Recognizer:
     def predict(self, source) -> Answer:
         """The digit in ``source`` (path, bytes, PIL image or array). Raises one of
         :data:`Rejected` with a one-line reason for an unreadable or blank input."""
-        return self._answers([prepare_digit(_as_array(source), self.config)])[0]
+        return self._answers([prepare_digit(_as_array(source, self.limits), self.config)])[0]
 
     def predict_mnist(self, image: np.ndarray) -> Answer:
         """An MNIST-ready 28x28 array (white on black, 0-1 or 0-255), only scaled."""
@@ -150,7 +154,7 @@ class Recognizer:
         """The number written in ``source``: its digits left to right. A group of ink wide
         enough to be touching digits is read both whole and cut apart; the reading the model
         is surer of (the weakest digit counts) wins."""
-        parts = prepare_number(_as_array(source), self.config)
+        parts = prepare_number(_as_array(source, self.limits), self.config)
         singles = self._answers([p.single for p in parts])
         digits: list[Answer] = []
         for part, single in zip(parts, singles, strict=True):

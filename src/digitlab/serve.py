@@ -1,0 +1,223 @@
+"""The service: a FastAPI app around a :class:`~digitlab.recognize.Recognizer`.
+
+    POST /v1/predict   one digit: multipart file, raw image bytes, or JSON
+                       {"image": base64 or data URL} / {"pixels": 28x28 array, MNIST-ready}
+    POST /v1/read      a whole number (multipart, raw bytes, or JSON {"image": ...})
+    GET  /v1/models    the model being served, and the limits
+    GET  /healthz      liveness
+    GET  /             the draw-a-digit page (self-contained: no CDN, works offline)
+    GET  /docs         OpenAPI documentation
+
+Every error is JSON ``{"error": "one-line reason"}`` with a 4xx status; the server stays up
+whatever it is sent. Images go through the one reading path; a 28x28 ``pixels`` array is
+taken as MNIST-ready (white digit on black, 0-255 or 0-1) and only scaled. The model is
+loaded once, before the app is made; inference runs in worker threads, off the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import io
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from .images import ImageRejected
+from .preprocess import BlankImage
+from .recognize import Answer, Recognizer
+
+__all__ = ["ServiceConfig", "create_app"]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Deployment settings: body size limit, CORS origins (none by default), an API key."""
+
+    max_upload_bytes: int = 10 * 2**20
+    cors_origins: tuple[str, ...] = ()
+    api_key: str | None = None
+
+
+class _Refused(Exception):
+    """A request refused with a status code and a one-line reason."""
+
+    def __init__(self, status: int, reason: str):
+        self.status, self.reason = status, reason
+
+
+class _LimitBody:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes, whether declared up front
+    (Content-Length) or streamed, before the app buffers them."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse({"error": f"request body over the limit of {self.limit:,} "
+                                     "bytes"}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _Refused(413, f"request body over the limit of {self.limit:,} bytes")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+def _png_data_url(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(image * 255).astype(np.uint8), mode="L").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _answer(a: Answer) -> dict:
+    return {**a.to_dict(), "input": _png_data_url(a.image)}
+
+
+def _decode_base64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise _Refused(400, '"image" must be a base64 string or a data URL')
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Refused(400, '"image" is not valid base64') from None
+
+
+def _pixels(value: object) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise _Refused(400, '"pixels" must be a 28x28 array of numbers') from None
+    if array.shape != (28, 28):
+        raise _Refused(400, f'"pixels" must be a 28x28 array, got shape {list(array.shape)}')
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+        raise _Refused(400, '"pixels" values must be between 0 and 255 (or 0 and 1)')
+    return array
+
+
+async def _payload(request: Request) -> tuple[str, object]:
+    """("image", encoded bytes) or ("pixels", (28, 28) array) from any accepted body."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        try:
+            form = await request.form()
+        except _Refused:
+            raise
+        except Exception as exc:  # the multipart parser's own errors, whatever their class
+            raise _Refused(400, f"malformed multipart body ({type(exc).__name__})") from None
+        files = [v for v in form.values() if hasattr(v, "read")]
+        if not files:
+            raise _Refused(400, 'multipart body has no file (send it as field "file")')
+        return "image", await files[0].read()
+    body = await request.body()
+    if kind == "application/json":
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _Refused(400, f"malformed JSON ({exc.msg if hasattr(exc, 'msg') else exc})") \
+                from None
+        if not isinstance(data, dict) or not ({"image", "pixels"} & data.keys()):
+            raise _Refused(400, 'JSON must be an object with "image" (base64) or "pixels" '
+                           "(28x28)")
+        if "pixels" in data:
+            return "pixels", _pixels(data["pixels"])
+        return "image", _decode_base64(data["image"])
+    if not body:
+        raise _Refused(400, "empty request: send an image (raw body, multipart or JSON)")
+    return "image", body
+
+
+def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) -> FastAPI:
+    """The service around ``recognizer`` (already loaded: start-up does no other work)."""
+    app = FastAPI(title="digitlab", version="1",
+                  description="Handwritten digit recognition: one digit, or a whole number.")
+    page = resources.files("digitlab").joinpath("_web", "index.html").read_text("utf-8")
+    meta = recognizer.loaded
+
+    @app.exception_handler(_Refused)
+    async def refused(request: Request, exc: _Refused):
+        return JSONResponse({"error": exc.reason}, status_code=exc.status)
+
+    def check_key(request: Request) -> None:
+        if config.api_key:
+            given = request.headers.get("x-api-key") or request.headers.get(
+                "authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
+                raise _Refused(401, "missing or wrong API key (X-API-Key header)")
+
+    api = [Depends(check_key)]
+
+    async def run(function, *args):
+        try:
+            return await run_in_threadpool(function, *args)
+        except BlankImage as exc:
+            raise _Refused(422, str(exc)) from None
+        except ImageRejected as exc:
+            reason = str(exc)
+            raise _Refused(413 if "over the limit" in reason or "bomb" in reason else 400,
+                           reason) from None
+
+    @app.post("/v1/predict", summary="The digit in an image, or in a 28x28 array",
+              dependencies=api)
+    async def predict(request: Request):
+        kind, value = await _payload(request)
+        if kind == "pixels":
+            return _answer(await run(recognizer.predict_mnist, value))
+        return _answer(await run(recognizer.predict, value))
+
+    @app.post("/v1/read", summary="The number written in an image", dependencies=api)
+    async def read(request: Request):
+        kind, value = await _payload(request)
+        if kind == "pixels":
+            raise _Refused(400, "a 28x28 array holds one digit: use /v1/predict")
+        reading = await run(recognizer.read, value)
+        return {"number": reading.number, "low_confidence": reading.low_confidence,
+                "digits": [{**_answer(d), "touching": d.touching} for d in reading.digits]}
+
+    @app.get("/v1/models", summary="The model served, and the limits on inputs",
+             dependencies=api)
+    async def models():
+        limits = recognizer.limits
+        return {"models": [{
+            "name": meta.path.stem, "arch": meta.config.arch,
+            "input_shape": list(meta.config.input_shape),
+            "parameters": sum(p.numel() for p in recognizer.model.parameters()),
+            "preset": meta.meta.get("preset"), "test_accuracy": meta.meta.get("test_accuracy"),
+            "default": True}],
+            "limits": {"max_upload_bytes": config.max_upload_bytes,
+                       "max_pixels": limits.max_pixels, "min_side": limits.min_side,
+                       "min_confidence": recognizer.min_confidence}}
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return page
+
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.add_middleware(_LimitBody, limit=config.max_upload_bytes)
+    return app

@@ -1,0 +1,150 @@
+"""The REST API against the app itself (TestClient), each error case, and a real uvicorn."""
+
+import base64
+import io
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+from digits import on_paper, png
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digitlab.preprocess import prepare_digit
+from digitlab.recognize import Recognizer
+from digitlab.serve import ServiceConfig, create_app
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer.load()
+
+
+@pytest.fixture(scope="module")
+def client(recognizer):
+    return TestClient(create_app(recognizer, ServiceConfig(max_upload_bytes=200_000)))
+
+
+SEVEN = png(on_paper([7]))
+
+
+def check_answer(body: dict, digit: int):
+    assert body["digit"] == digit and len(body["probabilities"]) == 10
+    assert set(body) >= {"confidence", "low_confidence", "input"}
+    assert body["input"].startswith("data:image/png;base64,")
+    seen = Image.open(io.BytesIO(base64.b64decode(body["input"].split(",")[1])))
+    assert seen.size == (28, 28)
+
+
+def test_health_models_docs_page(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    models = client.get("/v1/models").json()
+    assert models["models"][0]["arch"] == "digitnet"
+    assert models["limits"]["max_upload_bytes"] == 200_000
+    assert client.get("/docs").status_code == 200
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert "http://" not in page.text and "https://" not in page.text, "no CDN, works offline"
+
+
+def test_predict_raw_multipart_base64_dataurl(client):
+    check_answer(client.post("/v1/predict", content=SEVEN,
+                             headers={"content-type": "image/png"}).json(), 7)
+    check_answer(client.post("/v1/predict", content=SEVEN).json(), 7)  # no content type
+    check_answer(client.post("/v1/predict", files={"file": ("x.png", SEVEN)}).json(), 7)
+    b64 = base64.b64encode(SEVEN).decode()
+    check_answer(client.post("/v1/predict", json={"image": b64}).json(), 7)
+    check_answer(client.post("/v1/predict",
+                             json={"image": "data:image/png;base64," + b64}).json(), 7)
+
+
+def test_predict_an_mnist_ready_array(client):
+    grey = np.asarray(on_paper([4]).convert("L"), np.float32) / 255
+    seen = prepare_digit(grey).image
+    for pixels in (seen.tolist(), (seen * 255).round().tolist()):
+        check_answer(client.post("/v1/predict", json={"pixels": pixels}).json(), 4)
+
+
+def test_read_a_number(client):
+    body = client.post("/v1/read", content=png(on_paper([2, 0, 4], k=2))).json()
+    assert body["number"] == "204" and len(body["digits"]) == 3
+    assert all(len(d["box"]) == 4 and d["input"].startswith("data:") for d in body["digits"])
+
+
+@pytest.mark.parametrize("kwargs, status, reason", [
+    ({"content": b"not an image"}, 400, "not an image"),
+    ({"content": png(Image.new("L", (100, 100), 255))}, 422, "blank"),
+    ({"content": b"x" * 200_001}, 413, "over the limit"),
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
+     "malformed JSON"),
+    ({"json": {"picture": "abc"}}, 400, '"image"'),
+    ({"json": [1, 2, 3]}, 400, "object"),
+    ({"json": {"image": "%%%not base64"}}, 400, "not valid base64"),
+    ({"json": {"image": 42}}, 400, "base64 string"),
+    ({"json": {"pixels": [[0] * 28] * 27}}, 400, "28x28"),
+    ({"json": {"pixels": [[300] * 28] * 28}}, 400, "between 0 and 255"),
+    ({"json": {"pixels": "abc"}}, 400, "28x28"),
+    ({"files": {"note": (None, "text only")}}, 400, "no file"),
+    ({"content": b""}, 400, "empty request"),
+    ({"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+     400, "multipart"),
+])
+def test_errors_are_json_with_a_reason(client, kwargs, status, reason):
+    response = client.post("/v1/predict", **kwargs)
+    assert response.status_code == status, response.text
+    assert reason in response.json()["error"]
+    assert client.get("/healthz").status_code == 200, "the server stays up"
+
+
+def test_bombs_and_pixel_limits(client):
+    import struct
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + b"\0\0\0\0IEND\xaeB`\x82")
+    response = client.post("/v1/predict", content=bomb)
+    assert response.status_code == 413 and "bomb" in response.json()["error"]
+
+
+def test_streamed_body_over_the_limit(client):
+    def chunks():
+        for _ in range(30):
+            yield b"x" * 10_000
+    response = client.post("/v1/predict", content=chunks())
+    assert response.status_code == 413
+
+
+def test_read_refuses_pixels(client):
+    response = client.post("/v1/read", json={"pixels": [[0] * 28] * 28})
+    assert response.status_code == 400 and "one digit" in response.json()["error"]
+
+
+def test_api_key_and_cors(recognizer):
+    app = create_app(recognizer, ServiceConfig(api_key="s3cret",
+                                               cors_origins=("https://example.org",)))
+    c = TestClient(app)
+    assert c.post("/v1/predict", content=SEVEN).status_code == 401
+    assert c.post("/v1/predict", content=SEVEN, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert c.post("/v1/predict", content=SEVEN, headers={"X-API-Key": "s3cret"}).json()[
+        "digit"] == 7
+    assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
+    pre = c.options("/v1/predict", headers={"Origin": "https://example.org",
+                                            "Access-Control-Request-Method": "POST"})
+    assert pre.headers["access-control-allow-origin"] == "https://example.org"
+    plain = TestClient(create_app(recognizer))
+    response = plain.post("/v1/predict", content=SEVEN, headers={"Origin": "https://evil.test"})
+    assert "access-control-allow-origin" not in response.headers, "CORS is off by default"
+
+
+def test_real_server(server):
+    request = urllib.request.Request(server + "/v1/predict", data=SEVEN,
+                                     headers={"Content-Type": "image/png"})
+    body = json.loads(urllib.request.urlopen(request, timeout=10).read())
+    assert body["digit"] == 7
+    bad = urllib.request.Request(server + "/v1/predict", data=b"junk")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(bad, timeout=10)
+    assert err.value.code == 400 and "not an image" in json.loads(err.value.read())["error"]
