@@ -46,9 +46,8 @@ def test_agrees_with_autograd_and_adam_in_float64():
     ours = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
     ours.load_state_dict(model.state_dict())
     reference(model, x, y, config)
-    history, _, interrupted = fit_dense(ours, x, y, config, None, None, Quiet(),
-                                        dtype=torch.float64)
-    assert not interrupted and len(history) == 3
+    result = fit_dense(ours, x, y, config, None, None, Quiet(), dtype=torch.float64)
+    assert not result.interrupted and len(result.history) == 3
     difference = (weights(model) - weights(ours)).abs().max().item()
     assert difference < 1e-12, difference
     assert (weights(model) - weights(build_model(ModelConfig("mlp", (6, 6), (9, 7))).double())
@@ -91,6 +90,6 @@ def test_float32_training_learns(preset):
     config = TrainConfig.from_preset(preset, epochs=5, seed=0)
     torch.manual_seed(0)
     model = build_model(PRESETS[preset].model_config((20, 20)))
-    history, _, _ = fit_dense(model, data.x_train, data.y_train, config, data.x_test,
-                              data.y_test, Quiet())
+    history = fit_dense(model, data.x_train, data.y_train, config, data.x_test,
+                        data.y_test, Quiet()).history
     assert history[-1].val_accuracy > 0.85 and history[-1].loss < history[0].loss

@@ -12,6 +12,7 @@ back to Python inside an epoch. tests/test_fastdense.py checks it against autogr
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -129,11 +130,13 @@ def _validate(net: DenseNet, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000
 
 
 def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: TrainConfig,
-              x_val, y_val, observer, dtype: torch.dtype = torch.float32):
+              x_val, y_val, observer, dtype: torch.dtype = torch.float32,
+              resume: dict | None = None, checkpoint=None):
     """Train ``model`` as :func:`digitlab.train.fit` would (same shuffling stream, same
-    Adam), faster. Returns (history, seconds, interrupted); the model ends with the weights
-    of the last finished epoch."""
-    from .train import EpochStats  # the row type is train's; imported here to avoid a cycle
+    Adam, same checkpoints and stops), faster. Returns a :class:`~digitlab.train.TrainResult`;
+    the model ends with the weights of the last finished epoch."""
+    # train's row and result types, imported here: train imports this module
+    from .train import EpochStats, TrainResult, _not_finite
 
     net = DenseNet(model, dtype)
     x = torch.as_tensor(x_train, dtype=dtype).flatten(1)
@@ -146,6 +149,14 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     m, v = torch.zeros_like(net.params), torch.zeros_like(net.params)
     step = torch.zeros((), dtype=torch.float32)
     shuffle = torch.Generator().manual_seed(config.seed)
+    history = []
+    if resume:
+        if resume.get("kind") != "dense":
+            raise ValueError("the checkpoint was written by another trainer")
+        for mine, saved in ((net.params, "params"), (m, "m"), (v, "v"), (step, "step")):
+            mine.copy_(resume[saved])
+        shuffle.set_state(resume["shuffle"])
+        history = [EpochStats(**h) for h in resume["history"]]
     n, bs = len(x), config.batch_size
     steps = -(-n // bs)
     xs, ts, ys = net.inputs(n), torch.empty_like(one_hot), torch.empty_like(y)
@@ -153,11 +164,9 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     losses = torch.empty(steps, dtype=dtype)
     predicted = torch.empty(n, dtype=torch.long)
     finished = net.params.clone()
-    history = []
-    start = time.perf_counter()
-    interrupted = False
+    start, interrupted, stopped = time.perf_counter(), False, None
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(len(history) + 1, config.epochs + 1):
             t0 = time.perf_counter()
             observer.on_epoch_start(epoch, steps)
             order = torch.randperm(n, generator=shuffle)
@@ -176,15 +185,25 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                                    maximize=False)
                 observer.on_step(k + 1, lambda: -float(losses[:k + 1].sum())  # noqa: B023
                                  / min(i + bs, n))  # noqa: B023 (called now)
-            val_loss, val_acc = _validate(net, xv, yv) if validating else (None, None)
             stats = EpochStats(epoch, -float(losses.sum()) / n,
-                               float((predicted == ys).sum()) / n, val_loss, val_acc,
+                               float((predicted == ys).sum()) / n, None, None,
                                time.perf_counter() - t0)
+            if stopped := _not_finite(stats):
+                break
+            if validating:
+                stats.val_loss, stats.val_accuracy = _validate(net, xv, yv)
             history.append(stats)
             finished.copy_(net.params)
+            if checkpoint:
+                checkpoint({"kind": "dense", "epoch": epoch,
+                            "history": [dataclasses.asdict(h) for h in history],
+                            "params": net.params.clone(), "m": m.clone(),
+                            "v": v.clone(), "step": step.clone(),
+                            "shuffle": shuffle.get_state()})
             observer.on_epoch_end(stats)
     except KeyboardInterrupt:
         interrupted = True
     net.params.copy_(finished)
     net.copy_to(model)
-    return history, time.perf_counter() - start, interrupted
+    return TrainResult(model.eval(), history, time.perf_counter() - start, interrupted,
+                       stopped)

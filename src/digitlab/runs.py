@@ -24,16 +24,18 @@ import torch
 from . import __version__
 from ._io import write_atomic
 from .checkpoint import save_model
-from .config import PRESETS, TrainConfig
+from .config import PRESETS, ModelConfig, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, evaluate
 from .models import build_model
 from .train import EpochStats, fit, split_validation
 
-__all__ = ["MODEL_FILE", "RunResult", "RunSummary", "list_runs", "model_file", "new_run_dir",
-           "read_history", "read_json", "train_and_evaluate"]
+__all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_runs",
+           "model_file", "new_run_dir", "read_history", "read_json", "resume_config",
+           "resume_run", "train_and_evaluate"]
 
 MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"  # the training state after the last finished epoch
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
@@ -48,6 +50,7 @@ class RunResult:
     train_seconds: float
     interrupted: bool
     test_proba: np.ndarray | None = None  # (N, 10) softmax on the test set, for the plots
+    stopped: str | None = None  # why training stopped on its own (a NaN loss)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -125,25 +128,83 @@ def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
     })
-    result = fit(model, x_train, y_train, config, x_val, y_val, observer)
+    result = fit(model, x_train, y_train, config, x_val, y_val, observer,
+                 checkpoint=_checkpointer(run_dir))
+    return _finish(run_dir, config, model_config, data, result)
+
+
+def _checkpointer(run_dir: Path):
+    """Write the training state and the history so far after each epoch, atomically: a run
+    killed at any moment can be resumed from its last finished epoch."""
+    def write(state: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(run_dir / CHECKPOINT_FILE, buffer.getvalue())
+        _write_text(run_dir / "history.csv",
+                    _history_csv([EpochStats(**h) for h in state["history"]]))
+    return write
+
+
+def _finish(run_dir: Path, config: TrainConfig, model_config, data: Dataset,
+            result) -> RunResult:
     _write_text(run_dir / "history.csv", _history_csv(result.history))
     metrics = proba = None
+    seconds = sum(h.seconds for h in result.history)  # every epoch, across resumptions
     if result.history:
         metrics, proba = evaluate(result.model, data.x_test, data.y_test, config.device)
         _write_json(run_dir / "metrics.json", {
             "dataset": data.name, "split": "test", "test": metrics.to_dict(),
             "test_accuracy": metrics.accuracy, "epochs_completed": len(result.history),
-            "train_seconds": result.train_seconds,
-            "seconds_per_epoch": result.train_seconds / len(result.history),
-            "interrupted": result.interrupted,
+            "train_seconds": seconds, "seconds_per_epoch": seconds / len(result.history),
+            "interrupted": result.interrupted, "stopped": result.stopped,
         })
         save_model(run_dir / MODEL_FILE, result.model, model_config, {
             "preset": config.preset, "dataset": data.name, "seed": config.seed,
             "epochs": len(result.history), "test_accuracy": metrics.accuracy,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
-    return RunResult(run_dir, config, result.history, metrics, result.train_seconds,
-                     result.interrupted, proba)
+    if len(result.history) == config.epochs:
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: nothing to resume
+    return RunResult(run_dir, config, result.history, metrics, seconds, result.interrupted,
+                     proba, result.stopped)
+
+
+def resume_run(run_dir: str | Path, data: Dataset, observer=None) -> RunResult:
+    """Continue a stopped run from the checkpoint of its last finished epoch, with the
+    optimizer, schedule, averaged weights and random streams as they were: the result is the
+    run that was never stopped."""
+    run_dir = Path(run_dir)
+    config, model_config = resume_config(run_dir)
+    path = run_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        done = (run_dir / "metrics.json").is_file() and read_json(
+            run_dir / "metrics.json").get("epochs_completed") == config.epochs
+        raise ValueError(f"{run_dir} finished all {config.epochs} epochs already" if done
+                         else f"{run_dir} has no checkpoint to resume from")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # any unreadable checkpoint, whatever torch raises
+        raise ValueError(f"{path} is damaged ({type(exc).__name__}); cannot resume") from None
+    if state["epoch"] >= config.epochs:
+        raise ValueError(f"{run_dir} finished all {config.epochs} epochs already")
+    model = build_model(model_config)
+    x_train, y_train, x_val, y_val = split_validation(
+        data.x_train, data.y_train, data.x_test, data.y_test, config)
+    result = fit(model, x_train, y_train, config, x_val, y_val, observer, resume=state,
+                 checkpoint=_checkpointer(run_dir))
+    return _finish(run_dir, config, model_config, data, result)
+
+
+def resume_config(run_dir: str | Path):
+    """The TrainConfig and ModelConfig a run was started with (its config.json)."""
+    try:
+        saved = read_json(Path(run_dir) / "config.json")
+        model = saved["model"]
+        return TrainConfig(**saved["train"]), ModelConfig(
+            **{**model, "input_shape": tuple(model["input_shape"]),
+               "hidden": tuple(model["hidden"])})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{run_dir} is not a run directory I can resume ({exc})") from None
 
 
 def read_history(run_dir: str | Path) -> list[EpochStats]:

@@ -7,6 +7,8 @@ nothing. Progress goes to an optional observer, which the CLI turns into a progr
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -27,7 +29,7 @@ from .models import predict_logits
 __all__ = ["EpochStats", "TrainResult", "fit", "resolve_device", "split_validation"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class EpochStats:
     """One row of history.csv. Training loss and accuracy are running means over the epoch's
     batches (as Keras reports them); validation figures are measured after the epoch."""
@@ -48,6 +50,14 @@ class TrainResult:
     history: list[EpochStats]
     train_seconds: float
     interrupted: bool
+    stopped: str | None = None  # why training stopped early on its own (a NaN loss)
+
+
+def _not_finite(stats: EpochStats) -> str | None:
+    if math.isfinite(stats.loss):
+        return None
+    return (f"the training loss became {stats.loss} in epoch {stats.epoch}; stopped, keeping "
+            f"the weights of epoch {stats.epoch - 1} (try a lower --lr)")
 
 
 def resolve_device(name: str) -> str:
@@ -96,20 +106,25 @@ def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
 
 def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: TrainConfig,
         x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-        observer: _Observer | None = None) -> TrainResult:
+        observer: _Observer | None = None, resume: dict | None = None,
+        checkpoint: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``model`` in place on images (N, H, W) float32 and labels (N,) int64.
 
-    Each epoch shuffles with a generator seeded from ``config.seed``. Ctrl-C (KeyboardInterrupt)
-    stops training and leaves the model with the weights of the last finished epoch. Plain
-    dense networks take the hand-written path of :mod:`digitlab.fastdense` (same result).
+    Each epoch shuffles with a generator seeded from ``config.seed``. After each epoch the
+    whole training state (weights, optimizer, schedule, averaged weights, random streams,
+    history) goes to ``checkpoint``; passing such a state as ``resume`` continues from there
+    exactly as if training had never stopped. Ctrl-C (KeyboardInterrupt) stops training and
+    leaves the model with the weights of the last finished epoch; so does a loss that is no
+    longer finite. Plain dense networks take the hand-written path of
+    :mod:`digitlab.fastdense` (same result).
     """
     observer = observer or _Observer()
     with _cpu_settings(config.threads):
         if can_train_fast(model, config):
-            history, seconds, interrupted = fit_dense(model, x_train, y_train, config, x_val,
-                                                      y_val, observer)
-            return TrainResult(model.eval(), history, seconds, interrupted)
-        return _fit(model, x_train, y_train, config, x_val, y_val, observer)
+            return fit_dense(model, x_train, y_train, config, x_val, y_val, observer,
+                             resume=resume, checkpoint=checkpoint)
+        return _fit(model, x_train, y_train, config, x_val, y_val, observer, resume,
+                    checkpoint)
 
 
 @contextmanager
@@ -170,7 +185,8 @@ def _native_bf16(device: torch.device) -> bool:
     return False
 
 
-def _fit(model, x_train, y_train, config, x_val, y_val, observer) -> TrainResult:
+def _fit(model, x_train, y_train, config, x_val, y_val, observer, resume=None,
+         checkpoint=None) -> TrainResult:
     device = torch.device(config.device)
     model.to(device)
     if config.channels_last:
@@ -191,11 +207,12 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer) -> TrainResult
     evaluated = ema.module if ema else model  # what is validated and kept
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.bf16 and _native_bf16(device))
-    history: list[EpochStats] = []
+    parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "ema": ema}
+    history = _restore(resume, parts, shuffle, jitter) if resume else []
     finished = copy.deepcopy(evaluated.state_dict())
-    start = time.perf_counter()
+    start, interrupted, stopped = time.perf_counter(), False, None
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(len(history) + 1, config.epochs + 1):
             t0 = time.perf_counter()
             observer.on_epoch_start(epoch, steps)
             order = torch.randperm(n, generator=shuffle).to(device)
@@ -221,16 +238,42 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer) -> TrainResult
                 correct += (logits.detach().argmax(1) == yb).sum()
                 seen = min(i + bs, n)
                 observer.on_step(step, lambda: loss_sum.item() / seen)  # noqa: B023 (called now)
-            val_loss, val_acc = _validate(evaluated, xv, yv) if validating else (None, None)
-            stats = EpochStats(epoch, loss_sum.item() / n, correct.item() / n, val_loss, val_acc,
+            stats = EpochStats(epoch, loss_sum.item() / n, correct.item() / n, None, None,
                                time.perf_counter() - t0)
+            if stopped := _not_finite(stats):
+                break
+            if validating:
+                stats.val_loss, stats.val_accuracy = _validate(evaluated, xv, yv)
             history.append(stats)
             finished = copy.deepcopy(evaluated.state_dict())
+            if checkpoint:
+                checkpoint(_state(history, parts, shuffle, jitter))
             observer.on_epoch_end(stats)
-        interrupted = False
     except KeyboardInterrupt:
         interrupted = True
     model.load_state_dict(finished)  # the last finished epoch's (averaged) weights
     model.to(memory_format=torch.contiguous_format)
     model.eval()
-    return TrainResult(model, history, time.perf_counter() - start, interrupted)
+    return TrainResult(model, history, time.perf_counter() - start, interrupted, stopped)
+
+
+def _state(history, parts: dict, shuffle, jitter) -> dict:
+    """Everything needed to continue after the last epoch exactly as if never stopped (a
+    copy: state_dict() hands out the live tensors, which training goes on changing)."""
+    return {"kind": "autograd", "epoch": len(history),
+            "history": [dataclasses.asdict(h) for h in history],
+            **{k: copy.deepcopy(v.state_dict()) for k, v in parts.items() if v is not None},
+            "shuffle": shuffle.get_state(), "jitter": jitter.get_state(),
+            "torch_rng": torch.get_rng_state()}
+
+
+def _restore(state: dict, parts: dict, shuffle, jitter) -> list[EpochStats]:
+    if state.get("kind") != "autograd":
+        raise ValueError("the checkpoint was written by another trainer")
+    for key, part in parts.items():
+        if part is not None:
+            part.load_state_dict(state[key])
+    shuffle.set_state(state["shuffle"])
+    jitter.set_state(state["jitter"])
+    torch.set_rng_state(state["torch_rng"])
+    return [EpochStats(**h) for h in state["history"]]
