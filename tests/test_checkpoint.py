@@ -41,7 +41,7 @@ def _rewrite(path, **changes):
 def test_newer_or_unknown_format_is_refused(saved):
     path, *_ = saved
     _rewrite(path, format_version=FORMAT_VERSION + 1)
-    with pytest.raises(ModelFileError, match="format version 2"):
+    with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}"):
         load_model(path)
     _rewrite(path, format="something-else")
     with pytest.raises(ModelFileError, match="not a digitlab model"):
@@ -81,3 +81,32 @@ def test_loading_never_runs_code(tmp_path, monkeypatch):
     with pytest.raises(ModelFileError):
         load_model(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_older_format_still_loads(saved):
+    path, model, config = saved
+    payload = torch.load(path, weights_only=True)
+    del payload["digest"]
+    payload["format_version"] = 1  # as digitlab 0.1 wrote them: no digest
+    torch.save(payload, path)
+    assert load_model(path).config == config
+
+
+def test_altered_weights_are_caught(saved):
+    path, *_ = saved
+    payload = torch.load(path, weights_only=True)
+    key = next(iter(payload["state_dict"]))
+    payload["state_dict"][key].view(-1)[0] += 1.0  # one weight changed, file otherwise valid
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="damaged or was altered"):
+        load_model(path)
+
+
+def test_flipped_byte_inside_the_file(saved):
+    path, *_ = saved
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2  # inside the tensor data
+    data[middle] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError):
+        load_model(path)

@@ -4,6 +4,7 @@ import os
 import stat
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -79,7 +80,9 @@ def test_failure_names_every_source_and_leaves_no_files(tiny, tmp_path, http_ser
     assert "no such folder" in message and "checksum mismatch" in message
     assert "npm is not installed" in message
     assert "digitlab data import PATH" in message
-    assert not cache.exists() or not any(cache.rglob("*"))
+    left = [p for p in cache.rglob("*") if not p.name.endswith(".lock")] if cache.exists() \
+        else []
+    assert not left, "no data and no half-written files (the lock file may stay)"
 
 
 def test_corrupt_cache_is_detected_and_fetched_again(tiny, tmp_path, http_server):
@@ -183,3 +186,58 @@ def test_npz_mirror_after_the_idx_mirrors(tiny, tmp_path, http_server):
     assert got.source == site + "/tiny.npz"
     assert "HTTP 404" in got.skipped[-1].reason
     _assert_same(got.arrays, arrays)
+
+
+def test_concurrent_fetches_download_once(tiny, tmp_path):
+    """Two processes fetching at once: one downloads, the other waits and reads the cache."""
+    import json
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    spec, arrays, raw, gz = tiny
+    served = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            served.append(self.path)
+            body = gz[self.path.strip("/")]
+            time.sleep(0.3)  # slow enough for the two fetches to overlap
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mirror = f"http://127.0.0.1:{server.server_port}/"
+    code = ("import json, sys, pickle; from digitlab.fetch import fetch; "
+            "spec = pickle.loads(bytes.fromhex(sys.argv[1])); "
+            "got = fetch(spec, sys.argv[2], mirrors=[sys.argv[3]], npm=None); "
+            "print(json.dumps(got.source))")
+    import pickle
+    args = [sys.executable, "-c", code, pickle.dumps(spec).hex(), str(tmp_path / "cache"),
+            mirror]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    sources = sorted(json.loads(p.communicate(timeout=60)[0]) for p in procs)
+    server.shutdown()
+    assert sources == sorted([mirror, f"cache {tmp_path / 'cache' / 'tiny'}"])
+    assert len(served) == 4, "each file downloaded once"
+    assert sorted(p.name for p in (tmp_path / "cache" / "tiny").iterdir()) == sorted(raw)
+
+
+def test_black_holed_network_is_bounded(tiny, tmp_path):
+    """A mirror that accepts but never answers costs one timeout, not a hang."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)  # accepted by the kernel, never answered
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        fetch(tiny[0], tmp_path / "cache", npm=None, timeout=1.0,
+              mirrors=[f"http://127.0.0.1:{listener.getsockname()[1]}/"])
+    assert time.monotonic() - started < 5
+    listener.close()

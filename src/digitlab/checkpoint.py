@@ -6,6 +6,7 @@ A model file is a ``torch.save`` of plain tensors, numbers, strings, lists and d
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import warnings
@@ -22,10 +23,12 @@ from .config import ModelConfig
 from .models import build_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelFileError", "bundled_path",
-           "load_model", "save_model"]
+           "load_model", "save_model", "weights_digest"]
 
 FORMAT = "digitlab-model"
-FORMAT_VERSION = 1
+# 1: weights, network config, meta. 2: adds "digest", a SHA-256 of the weights, so damage
+# inside a tensor (which the zip container would not notice) is caught on load.
+FORMAT_VERSION = 2
 BUNDLED = ("_models", "digitnet.pt")  # inside the package
 
 
@@ -48,13 +51,25 @@ class LoadedModel:
     path: Path
 
 
+def weights_digest(state_dict: dict) -> str:
+    """SHA-256 over the tensors' names, shapes, dtypes and bytes, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_model(path: str | Path, model: nn.Module, config: ModelConfig, meta: dict) -> None:
     """Write the model file atomically (temporary file, then rename)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_config": asdict(config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "digest": weights_digest(state),
         "meta": meta,
     }
     buffer = io.BytesIO()
@@ -92,6 +107,13 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise ModelFileError(f"{path.name} has model format version {version!r}; this digitlab "
                              f"reads versions 1 to {FORMAT_VERSION} (upgrade digitlab?)")
     config = _config_from(payload.get("model_config", {}))
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ModelFileError(f"{path.name} holds no weights")
+    if version >= 2 and payload.get("digest") != weights_digest(state):
+        raise ModelFileError(f"{path.name} is damaged or was altered: its weights do not match "
+                             "the digest recorded when it was saved")
     try:
         model = build_model(config)
         model.load_state_dict(payload["state_dict"])

