@@ -110,3 +110,11 @@ def test_flipped_byte_inside_the_file(saved):
     path.write_bytes(bytes(data))
     with pytest.raises(ModelFileError):
         load_model(path)
+
+
+def test_batch_norm_models_round_trip(tmp_path):
+    """Scalar buffers (batch norm's counters) are covered by the digest too."""
+    config = PRESETS["robust"].model_config((28, 28))
+    model = build_model(config)
+    save_model(tmp_path / "m.pt", model, config, {})
+    assert load_model(tmp_path / "m.pt").config.arch == "digitnet"
