@@ -35,6 +35,9 @@ _FIT_ROUNDS = 3  # background fit, ink excluded, fit again: converges in two or 
 _PAPER_NOISE = 0.02  # grey-level noise of paper itself, so a clean scan keeps a margin
 _SHORT_PIECE = 0.55  # in a number, pieces shorter than this share of a digit are parts
 _FAINT = 0.45  # ink this much fainter than the ink threshold counts when joined to ink
+_MAX_RADIUS = 6  # stroke width is changed by at most this many pixels at 64 px: bounded cost
+_MAX_CUT = 10  # a piece of ink is cut into at most this many touching digits
+_MAX_GROUPS = 40  # more separate marks than this are a texture, not a number
 
 
 @dataclass(frozen=True)
@@ -216,11 +219,11 @@ def _normalise_stroke(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     width = 2.0 * float(np.median(depth[ridge]))
     target = MNIST_STROKE * x.shape[0]
     if width < 0.7 * target:
-        r = max(1, round((target - width) / 2))
+        r = min(_MAX_RADIUS, max(1, round((target - width) / 2)))
         disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r + 0.3
         return ndimage.grey_dilation(x, footprint=disk)
     if width > 1.5 * target:
-        r = max(1, round((width - target) / 2))
+        r = min(_MAX_RADIUS, max(1, round((width - target) / 2)))
         disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r + 0.3
         thinner = ndimage.grey_erosion(x, footprint=disk)
         return thinner if (thinner > 0.5).sum() > 0.3 * mask.sum() else x  # a blob stays
@@ -315,13 +318,14 @@ def _cut_candidates(x: np.ndarray, line_height: float,
     touching 0s have less ink through their middles than where they meet), so the model
     reads each and the surest reading wins."""
     h, w = x.shape
-    n = max(2, round(w / (config.digit_aspect * line_height)))
+    n = min(_MAX_CUT, max(2, round(w / (config.digit_aspect * line_height))), max(2, w // 2))
     profile = ndimage.uniform_filter1d(x.sum(axis=0), size=3)
     window = max(2, w // (3 * n))
     even = [round(k * w / n) for k in range(1, n)]
-    thinnest = [max(1, g - window) + int(np.argmin(profile[max(1, g - window):
-                                                           min(w - 1, g + window)]))
-                for g in even]
+    thinnest = []
+    for g in even:
+        lo, hi = max(1, g - window), min(w - 1, g + window)
+        thinnest.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else g)
     out = []
     for cuts in (even, thinnest):
         edges = [0, *cuts, w]
@@ -357,8 +361,11 @@ def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list
     """The digits of a handwritten number, left to right, each MNIST-normalised with its box."""
     ink = find_ink(image, config)
     line = _line_height(ink.boxes)
+    groups = _group_columns(ink.boxes)
+    if len(groups) > _MAX_GROUPS:
+        raise BlankImage(f"no number here: {len(groups)} separate marks look like a texture")
     out = []
-    for group in _attach_short(_group_columns(ink.boxes), ink.boxes, line):
+    for group in _attach_short(groups, ink.boxes, line):
         x0, y0, x1, y1 = _union([ink.boxes[i] for i in group])
         pieces = np.isin(ink.labels[y0:y1, x0:x1], [i + 1 for i in group])
         # the pieces' own pixels, grown back to their anti-aliased edges, not a neighbour's
