@@ -18,8 +18,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from digitlab.checkpoint import load_model
 from digitlab.config import TrainConfig
 from digitlab.data import load_mnist
+from digitlab.npinfer import export_npz
 from digitlab.runs import MODEL_FILE, read_json, train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,8 @@ def main() -> int:
         raise SystemExit(f"model file is {size} bytes, over {MAX_BYTES}")
     OUT.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run / MODEL_FILE, OUT / "digitnet.pt")
+    # the same weights for NumPy-only inference (quick start of `digitlab predict`)
+    export_npz(load_model(OUT / "digitnet.pt"), OUT / "digitnet.npz")
     metrics = read_json(args.run / "metrics.json")
     record = {
         "model": "digitnet.pt", "bytes": size, "preset": "robust",

@@ -1,5 +1,6 @@
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -62,7 +63,7 @@ def test_damaged_files(saved, damage):
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[:1000])
     elif damage == "garbage":
-        path.write_bytes(os.urandom(4096))
+        path.write_bytes(random.Random(0).randbytes(4096))
     else:
         path.unlink()
     with pytest.raises(ModelFileError):
@@ -118,3 +119,12 @@ def test_batch_norm_models_round_trip(tmp_path):
     model = build_model(config)
     save_model(tmp_path / "m.pt", model, config, {})
     assert load_model(tmp_path / "m.pt").config.arch == "digitnet"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_garbage_is_always_a_clean_error(tmp_path, seed):
+    path = tmp_path / "model.pt"
+    r = random.Random(seed)
+    path.write_bytes(b"PK\x03\x04" + r.randbytes(r.choice([10, 500, 5000])))
+    with pytest.raises(ModelFileError):
+        load_model(path)

@@ -35,7 +35,8 @@ def test_wheel_installs_into_a_fresh_environment(tmp_path):
     [wheel] = dist.glob("digitlab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "digitlab/_data/digits20.npz" in names
-    assert {"digitlab/_models/digitnet.pt", "digitlab/_models/digitnet.json"} <= set(names)
+    assert {"digitlab/_models/digitnet.pt", "digitlab/_models/digitnet.npz",
+            "digitlab/_models/digitnet.json", "digitlab/_web/index.html"} <= set(names)
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert any(n.endswith("licenses/NOTICE") for n in names)
 

@@ -176,7 +176,8 @@ def _trained(result, data, run_dir: Path, config, args) -> int:
 
 def cmd_read(args) -> int:
     from ._cli_images import expand_sources, read_files
-    return read_files(_recognizer(args), expand_sources(args.inputs), as_json=args.json)
+    return read_files(_recognizer(args, quick_start=True), expand_sources(args.inputs),
+                      as_json=args.json)
 
 
 def cmd_serve(args) -> int:
@@ -282,8 +283,13 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _recognizer(args, onnx: bool = False):
+def _recognizer(args, onnx: bool = False, quick_start: bool = False):
+    """The recognizer for --model (or the bundled model). ``quick_start``: for one-off
+    commands, run the bundled model in NumPy and never import PyTorch (a second saved)."""
+    from ._bundled import bundled_path
     from .recognize import Recognizer
+    if args.model is None and quick_start and not onnx and bundled_path(".npz").is_file():
+        return Recognizer.load(None, engine="numpy", min_confidence=args.min_confidence)
     loaded = _load_model(args.model)
     backend = None
     if onnx:
@@ -299,8 +305,9 @@ def cmd_predict(args) -> int:
         raise UsageError("give images or --sample N, not both")
     if args.inputs:
         from ._cli_images import expand_sources, predict_files
-        return predict_files(_recognizer(args), expand_sources(args.inputs), as_json=args.json,
-                             top=args.top, save_input=args.save_input, plot=args.plot)
+        return predict_files(_recognizer(args, quick_start=True), expand_sources(args.inputs),
+                             as_json=args.json, top=args.top, save_input=args.save_input,
+                             plot=args.plot)
     from .models import predict_proba
     loaded = _load_model(args.model)
     dataset = args.dataset or loaded.meta.get("dataset", "digits20")

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ._bundled import bundled_path
 from ._io import write_atomic
 from .config import ModelConfig
 from .models import build_model
@@ -29,14 +27,6 @@ FORMAT = "digitlab-model"
 # 1: weights, network config, meta. 2: adds "digest", a SHA-256 of the weights, so damage
 # inside a tensor (which the zip container would not notice) is caught on load.
 FORMAT_VERSION = 2
-BUNDLED = ("_models", "digitnet.pt")  # inside the package
-
-
-def bundled_path() -> Path:
-    """Where the pretrained model shipped with the package is."""
-    return Path(str(resources.files("digitlab").joinpath(*BUNDLED)))
-
-
 class ModelFileError(ValueError):
     """The file is missing, not a digitlab model, of an unknown format version, or damaged."""
 
@@ -97,7 +87,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         with warnings.catch_warnings():  # a damaged file makes torch warn, then fail; we explain
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # on damaged bytes torch raises all kinds (IndexError too)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path.name} is not a readable model file ({first[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .checkpoint import LoadedModel, bundled_path, load_model
+from ._bundled import bundled_path
 from .config import MIN_CONFIDENCE
 from .images import ImageRejected, Limits, decode_image
 from .preprocess import BlankImage, ReadConfig, area_resize, prepare_digit, prepare_number
@@ -93,27 +92,43 @@ def _as_array(source, limits: Limits = Limits()) -> np.ndarray:
 
 
 class Recognizer:
-    """A model plus the reading path. ``min_confidence`` flags answers below it."""
+    """A model plus the reading path. ``min_confidence`` flags answers below it.
 
-    def __init__(self, loaded: LoadedModel, config: ReadConfig = ReadConfig(),
-                 limits: Limits = Limits(), min_confidence: float = MIN_CONFIDENCE,
-                 device: str = "cpu", backend=None):
+    ``loaded`` is a :class:`~digitlab.checkpoint.LoadedModel` (a PyTorch network) or a
+    :class:`~digitlab.npinfer.NumpyNet`; ``backend``, when given, computes the probabilities
+    instead of the PyTorch network (an :class:`~digitlab.export.OnnxBackend`, say).
+    """
+
+    def __init__(self, loaded, config: ReadConfig = ReadConfig(), limits: Limits = Limits(),
+                 min_confidence: float = MIN_CONFIDENCE, device: str = "cpu", backend=None):
         self.loaded = loaded
-        self.model = loaded.model.to(device).eval()
+        self.model = loaded.model.to(device).eval() if loaded.model is not None else None
         self.config, self.limits = config, limits
         self.min_confidence = min_confidence
         self.device = device
         self.input_shape = tuple(loaded.config.input_shape)
-        # images (N, H, W) float32 -> probabilities (N, 10); e.g. an export.OnnxBackend
-        self.backend = backend
+        # images (N, H, W) float32 -> probabilities (N, 10)
+        self.backend = backend if backend is not None or self.model is not None else loaded
 
     @classmethod
-    def load(cls, model: str | Path | None = None, **options) -> Recognizer:
-        """The model at ``model`` (a model file or run directory), or the bundled one."""
+    def load(cls, model: str | Path | None = None, engine: str = "torch",
+             **options) -> Recognizer:
+        """The model at ``model`` (a model file or run directory), or the bundled one.
+        ``engine="numpy"`` runs the bundled model without PyTorch (a second less to start)."""
+        if model is None and engine == "numpy":
+            from .npinfer import NumpyNet
+            return cls(NumpyNet(bundled_path(".npz")), **options)
+        from .checkpoint import load_model
         path = bundled_path() if model is None else Path(model)
         if path.is_dir():
             path = path / "model.pt"
         return cls(load_model(path), **options)
+
+    @property
+    def parameters(self) -> int:
+        if self.model is not None:
+            return sum(p.numel() for p in self.model.parameters())
+        return self.loaded.parameters
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax (N, 10) for MNIST-ready images (N, 28, 28) float32 in [0, 1]."""
@@ -122,6 +137,7 @@ class Recognizer:
             images = np.stack([area_resize(i, self.input_shape[0]) for i in images])
         if self.backend is not None:
             return self.backend(images.astype(np.float32))
+        import torch
         x = torch.as_tensor(images.astype(np.float32), device=self.device)
         with torch.inference_mode():
             return torch.softmax(self.model(x), dim=1).cpu().numpy()

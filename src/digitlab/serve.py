@@ -201,7 +201,7 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
         return {"models": [{
             "name": meta.path.stem, "arch": meta.config.arch,
             "input_shape": list(meta.config.input_shape),
-            "parameters": sum(p.numel() for p in recognizer.model.parameters()),
+            "parameters": recognizer.parameters,
             "preset": meta.meta.get("preset"), "test_accuracy": meta.meta.get("test_accuracy"),
             "default": True}],
             "limits": {"max_upload_bytes": config.max_upload_bytes,
