@@ -130,6 +130,10 @@ def cmd_train(args) -> int:
     if args.out and (Path(args.out) / MODEL_FILE).exists():
         raise CLIError(f"{args.out} already holds a run; choose another --out")
     data = _load(config.dataset, args)
+    if args.ensemble > 1:
+        return _train_ensemble(args, config, data)
+    if args.engine != "local":
+        raise UsageError("--engine goes with --ensemble K (members trained in parallel)")
     run_dir = Path(args.out) if args.out else new_run_dir("runs", config)
     print(f"training {config.preset} on {data.name} ({len(data.x_train)} training digits, "
           f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, "
@@ -137,6 +141,26 @@ def cmd_train(args) -> int:
     with _stops_cleanly(EpochBar(config.epochs)) as bar:
         result = train_and_evaluate(config, data, run_dir, bar, command=sys.argv[1:])
     return _trained(result, data, run_dir, config, args)
+
+
+def _train_ensemble(args, config, data) -> int:
+    from .ensemble import train_ensemble
+    from .runs import new_run_dir
+    if args.engine == "ray":
+        _need_ray()
+    run_dir = Path(args.out) if args.out else new_run_dir("runs", config)
+    print(f"training an ensemble of {args.ensemble} {config.preset} on {data.name} "
+          f"(seeds {config.seed}-{config.seed + args.ensemble - 1}, {args.engine} engine) "
+          f"-> {run_dir}")
+    with _stops_cleanly(EpochBar(config.epochs)) as bar:
+        record = train_ensemble(config, data, run_dir, args.ensemble, args.engine,
+                                args.address, bar)
+    for m in record["members"]:
+        print(f"member {m['member']} (seed {m['seed']}): test accuracy "
+              f"{m['test_accuracy']:.2%} in {m['train_seconds']:.0f} s")
+    print(f"ensemble of {args.ensemble}: test accuracy {record['test_accuracy']:.2%} on "
+          f"{len(data.x_test)} {data.name} test digits; recorded in {run_dir}/ensemble.json")
+    return 0
 
 
 @contextlib.contextmanager
@@ -268,17 +292,32 @@ def cmd_runs(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .ensemble import ENSEMBLE_FILE, average
     from .evaluate import evaluate
-    loaded = _load_model(args.run)
-    dataset = args.dataset or loaded.meta.get("dataset", "mnist")
-    _check_shape(loaded, dataset)
+    runs = []
+    for run in args.runs:  # an ensemble's directory stands for its members
+        record = Path(run) / ENSEMBLE_FILE
+        runs += ([m["run"] for m in json.loads(record.read_text())["members"]]
+                 if record.is_file() else [run])
+    models = [_load_model(run) for run in runs]
+    dataset = args.dataset or models[0].meta.get("dataset", "mnist")
+    for loaded in models:
+        _check_shape(loaded, dataset)
     data = _load(dataset, args)
-    metrics, _ = evaluate(loaded.model, data.x_test, data.y_test)
+    results = [evaluate(m.model, data.x_test, data.y_test) for m in models]
+    metrics = results[0][0] if len(models) == 1 else average(
+        [proba for _, proba in results], data.y_test)[0]
+    names = [str(m.path) for m in models]
     if args.json:
-        print(json.dumps({"model": str(loaded.path), "dataset": data.name, "split": "test",
+        print(json.dumps({"model": names[0] if len(names) == 1 else names,
+                          "dataset": data.name, "split": "test",
+                          "members_accuracy": [m.accuracy for m, _ in results],
                           **metrics.to_dict()}, indent=2))
     else:
-        print(f"model {loaded.path} ({loaded.meta.get('preset', '?')})")
+        for name, (m, _) in zip(names, results, strict=True):
+            print(f"model {name}: test accuracy {m.accuracy:.2%}")
+        if len(models) > 1:
+            print(f"ensemble of {len(models)} (softmax averaged):")
         print(format_metrics(metrics, f"{data.name} test set"))
     return 0
 
@@ -298,11 +337,58 @@ def _recognizer(args, onnx: bool = False, quick_start: bool = False):
     return Recognizer(loaded, min_confidence=args.min_confidence, backend=backend)
 
 
+def _need_ray() -> None:
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        raise CLIError("the ray engine needs its extra: pip install 'digitlab[scale]'")
+
+
+def _predict_batch(args) -> int:
+    """predict SOURCE... --out FILE: every file read, answers streamed to FILE."""
+    from ._bundled import bundled_path
+    from ._cli_images import expand_sources
+    from ._cli_output import batch_bar
+    from .batch import Output
+    if args.model is None and not bundled_path().is_file():
+        raise CLIError("this install has no bundled model; pass --model RUN")
+    files = expand_sources(args.inputs)
+    if args.engine == "ray":
+        _need_ray()
+        from .scale import FolderOutput
+        output = FolderOutput(args.out, resume=args.resume)
+    else:
+        output = Output(args.out, resume=args.resume)
+    engine = "numpy" if args.model is None and bundled_path(".npz").is_file() else "torch"
+    settings = (args.model, engine, args.min_confidence)
+    todo = sum(f not in output.done for f in files)
+    print(f"reading {todo} files ({len(files) - todo} already in {args.out}) on the "
+          f"{args.engine} engine", file=sys.stderr)
+    try:
+        with batch_bar(todo) as bar:
+            if args.engine == "ray":
+                from .scale import run_ray
+                counts = run_ray(files, settings, output, args.address, args.workers,
+                                 progress=bar.update)
+            else:
+                from .batch import run_local
+                counts = run_local(files, settings, output, args.workers,
+                                   progress=bar.update)
+    finally:
+        output.close()
+    print(f"{counts['answered']} answered, {counts['rejected']} rejected (reasons in the "
+          f"error column), {counts['skipped']} skipped as done -> {args.out}")
+    return 1 if counts["rejected"] else 0
+
+
 def cmd_predict(args) -> int:
     if args.sample is None and not args.inputs:
         raise UsageError("predict needs images (files, folders, globs) or --sample N")
+    if (args.resume or args.engine != "local") and not args.out:
+        raise UsageError("--resume and --engine go with --out FILE (batch mode)")
     if args.sample is not None and args.inputs:
         raise UsageError("give images or --sample N, not both")
+    if args.inputs and args.out:
+        return _predict_batch(args)
     if args.inputs:
         from ._cli_images import expand_sources, predict_files
         return predict_files(_recognizer(args, quick_start=True), expand_sources(args.inputs),

@@ -23,6 +23,10 @@ def expand_sources(items: list[str]) -> list[str]:
     A name that matches nothing is kept, to be answered "no such file"."""
     out: list[str] = []
     for item in items:
+        if item.startswith("@") and Path(item[1:]).is_file():  # a list file
+            lines = Path(item[1:]).read_text(encoding="utf-8").splitlines()
+            out += expand_sources([line.strip() for line in lines if line.strip()])
+            continue
         path = Path(item)
         if path.is_dir():
             for root, dirs, files in os.walk(path):

@@ -114,3 +114,8 @@ def format_runs(rows) -> str:
     return "\n".join("  ".join(cell.rjust(w) if c in right else cell.ljust(w)
                                for c, (cell, w) in enumerate(zip(row, widths, strict=True)))
                      .rstrip() for row in table)
+
+
+def batch_bar(total: int):
+    """A files bar for batch predict, shown on a terminal."""
+    return tqdm(total=total, unit="file", dynamic_ncols=True, disable=None, file=sys.stderr)

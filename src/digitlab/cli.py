@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip drawing the plots into RUN/plots after training")
     p.add_argument("--resume", metavar="RUN",
                    help="continue a stopped run from its last finished epoch")
+    p.add_argument("--ensemble", type=_positive_int, default=1, metavar="K",
+                   help="train K members (seeds SEED..SEED+K-1) and evaluate their average")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="with --ensemble: local (one after another) or ray (parallel tasks, "
+                   "extra [scale])")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --engine ray: a cluster's address (default: a local Ray)")
 
     p = sub.add_parser("serve", help="the REST API and the draw-a-digit page",
                        description="Serve the REST API (/v1/predict, /v1/read, /v1/models, "
@@ -140,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test accuracy, per-class figures, confusion matrix",
                        description="Evaluate a trained model on a dataset's test part.")
-    p.add_argument("run", metavar="RUN", help="run directory or model file")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directory or model file; several (or an ensemble's directory) "
+                   "are evaluated as an ensemble, their softmax averaged")
     p.add_argument("--dataset", choices=list(DATASETS), help="default: the one it trained on")
     _add_data_dir(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -151,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "canvas drawings go through digitlab's reading path. Or predict one "
                        "dataset sample with --sample N (the first tutorial's step 7). "
                        "Without --model, the bundled pretrained model answers.")
-    p.add_argument("inputs", nargs="*", metavar="IMAGE", help="image file, folder or glob")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE",
+                   help="image file, folder, glob, or @LIST (a file naming one image a line)")
     p.add_argument("--sample", type=int, metavar="N", help="index of the sample, e.g. 1015")
     p.add_argument("--dataset", choices=list(DATASETS),
                    help="for --sample (default: the model's own dataset)")
@@ -166,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the 28x28 image the model saw for each input into DIR")
     p.add_argument("--plot", metavar="OUT.png",
                    help="draw the input, what the model saw and the 10 probabilities")
+    p.add_argument("--out", metavar="FILE",
+                   help="batch mode: stream the answers to FILE (.csv, .jsonl, or .parquet "
+                   "as a folder of parts); bad files are rows with a reason")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: skip the files already in FILE")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="with --out: local (all cores here, default) or ray (extra [scale])")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --engine ray: a cluster's address (default: a local Ray)")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="with --engine local: processes (default: one per core)")
 
     p = sub.add_parser("read", help="read a handwritten number (several digits)",
                        description="Read the whole number written in each image: its digits "
