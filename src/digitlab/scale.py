@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import FIELDS, answer_row, make_recognizer
+from .batch import _schema, answer_row, make_recognizer
 
 __all__ = ["FolderOutput", "run_ray", "train_ensemble_ray"]
 
@@ -38,7 +38,9 @@ class _Reader:
             os.environ.setdefault(name, "1")
         self.recognizer = make_recognizer(*settings)
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict):
+        import pyarrow as pa
+
         from .recognize import Rejected
         rows = []
         for path, data in zip(batch["path"], batch["bytes"], strict=True):
@@ -46,7 +48,9 @@ class _Reader:
                 rows.append(answer_row(str(path), self.recognizer.predict(bytes(data))))
             except Rejected as exc:
                 rows.append(answer_row(str(path), error=str(exc)))
-        return {key: [row[key] for row in rows] for key in FIELDS}
+        # one schema for every batch, also one where every file was rejected (all-null
+        # digits would otherwise be typed null, and the parts would not read as one table)
+        return pa.Table.from_pylist(rows, schema=_schema())
 
 
 def _unreadable(files: list[str]) -> tuple[list[str], list[dict]]:
@@ -109,7 +113,8 @@ def run_ray(files: list[str], settings: tuple, output: FolderOutput,
             _Reader, fn_constructor_args=(settings,), batch_size=64, batch_format="numpy",
             concurrency=(1, size)))
     if failed:
-        datasets.append(ray.data.from_items(failed))
+        import pyarrow as pa
+        datasets.append(ray.data.from_arrow(pa.Table.from_pylist(failed, schema=_schema())))
     if not datasets:
         return counts
     result = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
