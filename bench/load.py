@@ -32,6 +32,38 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 DIGITLAB = Path(sys.executable).parent / "digitlab"
 
+ABUSE_LUA = r"""
+-- normal images, and every tenth request a hostile one; count answers by status class
+local entries = {}
+local n = 0
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+init = function(args)
+  statuses = {}
+  for line in io.lines(args[1] .. "/manifest.txt") do
+    local kind, name = line:match("([^ ]+) ([^ ]+)")
+    local f = io.open(args[1] .. "/" .. name, "rb")
+    table.insert(entries, {kind, f:read("*all")})
+    f:close()
+  end
+end
+request = function()
+  n = n % #entries + 1
+  return wrk.format("POST", "/v1/predict", {["Content-Type"] = entries[n][1]}, entries[n][2])
+end
+response = function(status, headers, body)
+  local k = tostring(math.floor(status / 100)) .. "xx"
+  statuses[k] = (statuses[k] or 0) + 1
+end
+done = function(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("statuses")) do total[k] = (total[k] or 0) + v end
+  end
+  for k, v in pairs(total) do io.write(string.format("STATUS %s %d\n", k, v)) end
+end
+"""
+
 LUA = r"""
 -- post the prepared images in turn; count non-2xx answers as errors
 local bodies = {}
@@ -69,6 +101,49 @@ def images(folder: Path, count: int) -> None:
         (folder / f"{i}.png").write_bytes(buf.getvalue())
 
 
+def hostile(folder: Path, count: int) -> None:
+    """A manifest of bodies: the digit images, and after every nine of them one hostile
+    request in turn: an upload over the size limit, a decompression bomb's header, a
+    malformed multipart body, garbage, a truncated PNG, malformed JSON."""
+    import struct
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bodies = {
+        "huge.bin": ("image/png", b"\x89PNG\r\n\x1a\n" + bytes(11 * 2**20)),
+        "bomb.png": ("image/png", b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR"
+                     + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+                     + b"\0\0\0\0IEND\xaeB`\x82"),
+        "multipart.bin": ("multipart/form-data;boundary=x", b"--x\r\nContent-Disp"),
+        "garbage.bin": ("application/octet-stream", bytes(range(256)) * 40),
+        "truncated.png": ("image/png", (folder / "1.png").read_bytes()[:300]),
+        "json.bin": ("application/json", b'{"pixels": [[1, 2], '),
+    }
+    for name, (_, data) in bodies.items():
+        (folder / name).write_bytes(data)
+    lines, bad = [], list(bodies.items())
+    for i in range(1, count + 1):
+        lines.append(f"image/png {i}.png")
+        if i % 9 == 0:
+            name, (kind, _) = bad[(i // 9) % len(bad)]
+            lines.append(f"{kind} {name}")
+    (folder / "manifest.txt").write_text("\n".join(lines) + "\n")
+
+
+def slow_clients(port: int, stop, counts: dict) -> None:
+    """Clients that send half a request body and stall, again and again."""
+    import socket
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png"
+                          b"\r\nContent-Length: 50000\r\n\r\n" + b"\x89PNG" * 10)
+                answer = s.recv(64).decode(errors="replace")
+                status = answer.split(" ")[1] if answer.startswith("HTTP/") else "closed"
+                counts[status] = counts.get(status, 0) + 1
+        except OSError as exc:
+            counts[type(exc).__name__] = counts.get(type(exc).__name__, 0) + 1
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (uvicorn workers), in MB."""
     pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)],
@@ -102,20 +177,26 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "load.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--abuse", action="store_true",
+                        help="32 clients with a share of hostile requests and stalled bodies")
     args = parser.parse_args()
+    args.out = args.out or HERE / "results" / ("abuse.json" if args.abuse else "load.json")
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         images(folder, args.images)
         (folder / "post.lua").write_text(LUA)
+        (folder / "abuse.lua").write_text(ABUSE_LUA)
+        if args.abuse:
+            hostile(folder, args.images)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         server = subprocess.Popen([str(DIGITLAB), "serve", "--port", str(port), "--workers",
-                                   str(args.workers)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.STDOUT)
+                                   str(args.workers), "--body-timeout", "5"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
             try:
@@ -127,7 +208,29 @@ def main() -> int:
         result = {"workers": args.workers, "seconds": args.seconds,
                   "memory_start_mb": rss_mb(server.pid), "loadavg_start": os.getloadavg()}
         try:
-            for clients in (32, 4):
+            if args.abuse:
+                import threading
+                stop, stalled = threading.Event(), {}
+                threads = [threading.Thread(target=slow_clients, args=(port, stop, stalled))
+                           for _ in range(4)]
+                for t in threads:
+                    t.start()
+                done = subprocess.run(
+                    ["wrk", "-t", "1", "-c", "32", "-d", f"{args.seconds}s", "--latency",
+                     "-s", str(folder / "abuse.lua"), url, "--", str(folder)],
+                    capture_output=True, text=True, check=True)
+                stop.set()
+                for t in threads:
+                    t.join(timeout=70)
+                statuses = dict(re.findall(r"STATUS (\S+) (\d+)", done.stdout))
+                r = parse(done.stdout)
+                r.update(statuses={k: int(v) for k, v in statuses.items()},
+                         stalled_clients=stalled)
+                result["abuse"] = r
+                print(f"32 clients, hostile mix: {r['requests_per_second']:.0f} requests/s, "
+                      f"p99 {r['p99_ms']:.1f} ms; answers by class {r['statuses']}; stalled "
+                      f"bodies {stalled}", flush=True)
+            for clients in (() if args.abuse else (32, 4)):
                 done = subprocess.run(
                     ["wrk", "-t", "1", "-c", str(clients), "-d", f"{args.seconds}s",
                      "--latency", "-s", str(folder / "post.lua"), url, "--",

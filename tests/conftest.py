@@ -5,17 +5,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
+from servers import start_server
 
 from digitlab.fetch import DatasetFiles, IDXFile
 from digitlab.idx import to_idx
@@ -92,7 +87,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 def browser():
     """Headless Debian Chromium driven by Playwright. Skipped where Chromium is missing,
     except under CI=true, where a missing browser is a failure."""
-    import os
     if not os.path.exists(CHROMIUM):
         message = f"{CHROMIUM} is missing (./test.sh installs it with apt-get as root)"
         if os.environ.get("CI") == "true":
@@ -105,30 +99,9 @@ def browser():
         browser.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server():
-    """A real `digitlab serve` on 127.0.0.1, as users start it."""
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "digitlab"), "serve", "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode()) from None
-            time.sleep(0.1)
+    proc, url = start_server()
     yield url
     proc.terminate()
     proc.wait(timeout=10)
-
-

@@ -148,3 +148,27 @@ def test_real_server(server):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(bad, timeout=10)
     assert err.value.code == 400 and "not an image" in json.loads(err.value.read())["error"]
+
+
+def test_slow_body_is_refused_and_the_server_stays_up(tmp_path):
+    """A client that sends half a body and stalls gets 408; others are still served."""
+    import socket
+
+    from servers import start_server
+    proc, url = start_server("--body-timeout", "1")
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + SEVEN[:100])
+        fast = urllib.request.Request(url + "/v1/predict", data=SEVEN,
+                                      headers={"Content-Type": "image/png"})
+        assert json.loads(urllib.request.urlopen(fast, timeout=10).read())["digit"] == 7
+        slow.settimeout(10)
+        answer = slow.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "too slow" in answer
+        slow.close()
+        assert urllib.request.urlopen(url + "/healthz", timeout=5).status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -215,12 +215,13 @@ def cmd_serve(args) -> int:
     # Requests are served in parallel threads; one core each beats two threads fighting.
     torch.set_num_threads(1)
     service = ServiceConfig(max_upload_bytes=args.max_upload_mb * 2**20,
-                            cors_origins=tuple(args.cors or ()), api_key=args.api_key)
+                            cors_origins=tuple(args.cors or ()), api_key=args.api_key,
+                            body_timeout=args.body_timeout)
     if args.workers > 1:
         os.environ["DIGITLAB_SERVE"] = json.dumps({
             "model": args.model, "min_confidence": args.min_confidence, "onnx": args.onnx,
             "max_upload_bytes": service.max_upload_bytes, "cors": list(service.cors_origins),
-            "api_key": service.api_key})
+            "api_key": service.api_key, "body_timeout": service.body_timeout})
         uvicorn.run("digitlab._cli_commands:_app_from_environment", factory=True, host=args.host,
                     port=args.port, workers=args.workers, log_level="warning")
         return 0
@@ -237,7 +238,7 @@ def _app_from_environment():
     settings = json.loads(os.environ["DIGITLAB_SERVE"])
     args = argparse.Namespace(model=settings["model"], min_confidence=settings["min_confidence"])
     service = ServiceConfig(settings["max_upload_bytes"], tuple(settings["cors"]),
-                            settings["api_key"])
+                            settings["api_key"], settings["body_timeout"])
     return create_app(_recognizer(args, onnx=settings["onnx"]), service)
 
 

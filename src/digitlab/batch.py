@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ._io import write_atomic
 
-__all__ = ["FIELDS", "Output", "answer_row", "make_recognizer", "read_chunk", "run_local"]
+__all__ = ["FIELDS", "Output", "answer_row", "make_recognizer", "output_kind", "read_chunk",
+           "run_local"]
 
 FIELDS = ["file", "digit", "confidence", "low_confidence", "error"] + [f"p{d}"
                                                                        for d in range(10)]
@@ -40,15 +41,21 @@ def answer_row(file: str, answer=None, error: str | None = None) -> dict:
     return row
 
 
+def output_kind(path: Path) -> str:
+    """csv, jsonl or parquet, from the output's name."""
+    kind = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
+            ".parquet": "parquet"}.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"--out must end in .csv, .jsonl or .parquet, not {path.name}")
+    return kind
+
+
 class Output:
     """Rows appended to ``path``: ``.csv``, ``.jsonl`` or ``.parquet`` (a folder of parts)."""
 
     def __init__(self, path: str | Path, resume: bool = False):
         self.path = Path(path)
-        self.kind = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
-                     ".parquet": "parquet"}.get(self.path.suffix.lower())
-        if self.kind is None:
-            raise ValueError(f"--out must end in .csv, .jsonl or .parquet, not {self.path.name}")
+        self.kind = output_kind(self.path)
         exists = self.path.exists()
         if exists and not resume:
             raise FileExistsError(f"{self.path} exists; pass --resume to continue it, or "

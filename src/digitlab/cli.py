@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require this key in an X-API-Key header on /v1/ endpoints")
     p.add_argument("--max-upload-mb", type=_positive_int, default=10, metavar="MB",
                    help="largest request body accepted (default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="refuse a request body that pauses longer than this (default 30)")
 
     p = sub.add_parser("export", help="write an ONNX model and check it against PyTorch",
                        description="Export a model to ONNX (torch.onnx) and verify it with "

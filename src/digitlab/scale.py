@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import _schema, answer_row, make_recognizer
+from .batch import _schema, answer_row, make_recognizer, output_kind
 
 __all__ = ["FolderOutput", "run_ray", "train_ensemble_ray"]
 
@@ -75,10 +75,7 @@ class FolderOutput:
 
     def __init__(self, path: str | Path, resume: bool = False):
         self.path = Path(path)
-        self.kind = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
-                     ".parquet": "parquet"}.get(self.path.suffix.lower())
-        if self.kind is None:
-            raise ValueError(f"--out must end in .csv, .jsonl or .parquet, not {self.path.name}")
+        self.kind = output_kind(self.path)
         if self.path.exists() and not self.path.is_dir():
             raise FileExistsError(f"{self.path} is a file; Ray writes a folder of parts there")
         if self.path.exists() and any(self.path.iterdir()) and not resume:

@@ -16,6 +16,7 @@ loaded once, before the app is made; inference runs in worker threads, off the e
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -45,6 +46,7 @@ class ServiceConfig:
     max_upload_bytes: int = 10 * 2**20
     cors_origins: tuple[str, ...] = ()
     api_key: str | None = None
+    body_timeout: float = 30.0  # seconds a request body may pause before it is refused
 
 
 class _Refused(Exception):
@@ -56,10 +58,11 @@ class _Refused(Exception):
 
 class _LimitBody:
     """ASGI middleware: refuse request bodies over ``limit`` bytes, whether declared up front
-    (Content-Length) or streamed, before the app buffers them."""
+    (Content-Length) or streamed, before the app buffers them; and bodies that trickle in
+    slower than one piece every ``timeout`` seconds (a slow client must not hold a worker)."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout: float = 30.0):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -69,12 +72,19 @@ class _LimitBody:
             response = JSONResponse({"error": f"request body over the limit of {self.limit:,} "
                                      "bytes"}, status_code=413)
             return await response(scope, receive, send)
-        seen = 0
+        seen, complete = 0, False
 
         async def limited():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body, receive() waits for a disconnect: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                raise _Refused(408, f"request body too slow (nothing for {self.timeout:g} s)") \
+                    from None
             seen += len(message.get("body", b""))
+            complete = not message.get("more_body", False)
             if seen > self.limit:
                 raise _Refused(413, f"request body over the limit of {self.limit:,} bytes")
             return message
@@ -219,5 +229,5 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["*"])
-    app.add_middleware(_LimitBody, limit=config.max_upload_bytes)
+    app.add_middleware(_LimitBody, limit=config.max_upload_bytes, timeout=config.body_timeout)
     return app
