@@ -102,6 +102,8 @@ def main() -> int:
         if args.two_nodes:
             ray_bin = str(BIN / "ray")
             port = "6390"
+            # `ray start --head` turns on token authentication; every client must ask for it
+            os.environ["RAY_AUTH_MODE"] = "token"
             subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1",
                             "--include-dashboard=false"], check=True, capture_output=True)
             subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"],

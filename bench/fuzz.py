@@ -25,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import struct
 import sys
 import time
@@ -310,7 +311,8 @@ def work(args) -> dict:
             stats["answered"] += 1
         except Rejected as exc:
             stats["rejected"] += 1
-            reason = str(exc).split("(")[0].strip()[:60]
+            # one case per kind of reason: "image is 7x90 pixels" and "8x2 pixels" are one
+            reason = re.sub(r"\d+", "N", str(exc).split("(")[0].strip())[:60]
             if reason not in stats["reasons"]:
                 stats["reasons"][reason] = data
         except BaseException as exc:  # a failure: anything else
@@ -367,6 +369,7 @@ def main() -> int:
                                      for f in distinct.values()],
                "rejection_reasons": sorted(reasons),
                "peak_memory_growth_mb": max(s["peak_growth_mb"] for s in results),
+               "slowest_input_seconds": max(t for s in results for t, _ in s["slowest"]),
                "corpus_files": len(list(CORPUS.glob("*.bin")))}
     print(json.dumps(summary, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

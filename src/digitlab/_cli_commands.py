@@ -21,6 +21,7 @@ from ._cli_output import (
     format_prediction,
     format_runs,
 )
+from ._threads import one_thread_children
 from .config import TrainConfig
 from .data import DATASETS
 
@@ -222,8 +223,10 @@ def cmd_serve(args) -> int:
             "model": args.model, "min_confidence": args.min_confidence, "onnx": args.onnx,
             "max_upload_bytes": service.max_upload_bytes, "cors": list(service.cors_origins),
             "api_key": service.api_key, "body_timeout": service.body_timeout})
-        uvicorn.run("digitlab._cli_commands:_app_from_environment", factory=True, host=args.host,
-                    port=args.port, workers=args.workers, log_level="warning")
+        with one_thread_children():  # N processes: one math thread in each
+            uvicorn.run("digitlab._cli_commands:_app_from_environment", factory=True,
+                        host=args.host, port=args.port, workers=args.workers,
+                        log_level="warning")
         return 0
     app = create_app(_recognizer(args, onnx=args.onnx), service)
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)

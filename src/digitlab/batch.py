@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ._io import write_atomic
+from ._threads import one_thread_children
 
 __all__ = ["FIELDS", "Output", "answer_row", "make_recognizer", "output_kind", "read_chunk",
            "run_local"]
@@ -132,10 +133,6 @@ def make_recognizer(model: str | None, engine: str, min_confidence: float):
 
 
 def _start_worker(settings: tuple) -> None:
-    # One process per core already: each does its arithmetic on one thread. Set before
-    # NumPy or PyTorch load in this fresh process, and only in it.
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"
     global _worker_recognizer
     _worker_recognizer = make_recognizer(*settings)
 
@@ -176,7 +173,9 @@ def run_local(files: list[str], settings: tuple, output: Output, workers: int | 
     counts = {"answered": 0, "rejected": 0, "skipped": len(files) - len(todo)}
     workers = workers or os.cpu_count() or 1
     context = mp.get_context("spawn")  # a clean interpreter: no inherited threads or locks
-    with context.Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
+    with one_thread_children():  # one process per core already: one thread in each
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(settings,))
+    with pool:
         for rows in pool.imap_unordered(_work, _chunks(todo, chunk)):
             output.write(rows)
             for row in rows:

@@ -11,7 +11,9 @@
 Every error is JSON ``{"error": "one-line reason"}`` with a 4xx status; the server stays up
 whatever it is sent. Images go through the one reading path; a 28x28 ``pixels`` array is
 taken as MNIST-ready (white digit on black, 0-255 or 0-1) and only scaled. The model is
-loaded once, before the app is made; inference runs in worker threads, off the event loop.
+loaded once, before the app is made; decoding, preparing and predicting run in worker
+threads, off the event loop, at most ``ServiceConfig.compute_threads`` at a time: the work is
+CPU-bound, so more threads than cores only queue on each other (``--workers`` adds processes).
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 import io
 import json
 from dataclasses import dataclass
 from importlib import resources
 
+import anyio.to_thread
 import numpy as np
+from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from .images import ImageRejected
 from .preprocess import BlankImage
@@ -47,6 +51,7 @@ class ServiceConfig:
     cors_origins: tuple[str, ...] = ()
     api_key: str | None = None
     body_timeout: float = 30.0  # seconds a request body may pause before it is refused
+    compute_threads: int = 1  # images worked on at once in one process
 
 
 class _Refused(Exception):
@@ -177,9 +182,14 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
 
     api = [Depends(check_key)]
 
+    limiter: list[CapacityLimiter] = []  # made on first use, inside the event loop
+
     async def run(function, *args):
+        if not limiter:
+            limiter.append(CapacityLimiter(config.compute_threads))
         try:
-            return await run_in_threadpool(function, *args)
+            return await anyio.to_thread.run_sync(functools.partial(function, *args),
+                                                  limiter=limiter[0])
         except BlankImage as exc:
             raise _Refused(422, str(exc)) from None
         except ImageRejected as exc:
