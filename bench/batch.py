@@ -7,15 +7,15 @@ userstyle.py), then times `digitlab predict DIR --out ...` whole process on the 
 (one process per core) and on a local Ray (Ray Data, one actor per CPU), and checks the two
 outputs agree. With --two-nodes it starts a Ray head and a second Ray node on this machine
 (`ray start --head`, `ray start --address`), runs the batch against that cluster and reports
-Ray's own count of tasks per node. Writes bench/results/batch.json.
+Ray Data's own count of reading tasks per node. Writes bench/results/batch.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,12 +45,13 @@ def make_files(folder: Path, count: int) -> None:
         (folder / f"{i:05d}{sample.suffix}").write_bytes(sample.data)
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall seconds of ``cmd``, and what it said on stderr."""
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, done.stderr
 
 
 def rows(path: Path) -> dict[str, dict]:
@@ -61,21 +62,19 @@ def rows(path: Path) -> dict[str, dict]:
     return {r["file"]: r for r in map(json.loads, path.open())}
 
 
-def per_node_tasks(address: str) -> dict:
-    import ray
-    from ray.util.state import list_tasks
-    ray.init(address=address, log_to_driver=False, configure_logging=False)
-    tasks = list_tasks(limit=100_000, raise_on_missing_output=False)
-    counts = collections.Counter(t.node_id[:8] for t in tasks if t.node_id)
-    ray.shutdown()
-    return dict(counts)
+def spread(stderr: str) -> str | None:
+    """Ray Data's own count of reading tasks per node, as digitlab reports it."""
+    found = re.search(r"reading tasks per node: (.*)", stderr)
+    return found[1].strip() if found else None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--two-nodes", action="store_true")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "batch.json")
+    parser.add_argument("--files", type=int, default=10_000, help="image files to make and read")
+    parser.add_argument("--two-nodes", action="store_true",
+                        help="also run on a Ray head plus a second Ray node on this machine")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "batch.json",
+                        help="where the JSON goes")
     args = parser.parse_args()
     result: dict = {"files": args.files, "loadavg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,12 +84,13 @@ def main() -> int:
         started = time.perf_counter()
         make_files(folder, args.files)
         print(f"made {args.files} files in {time.perf_counter() - started:.0f} s", flush=True)
-        local = timed([str(DIGITLAB), "predict", str(folder), "--out", str(tmp / "l.jsonl")])
+        local, _ = timed([str(DIGITLAB), "predict", str(folder), "--out", str(tmp / "l.jsonl")])
         result["local"] = {"seconds": local, "files_per_second": args.files / local}
         print(f"local engine: {local:.1f} s, {args.files / local:.0f} files/s", flush=True)
-        ray_s = timed([str(DIGITLAB), "predict", str(folder), "--out",
+        ray_s, said = timed([str(DIGITLAB), "predict", str(folder), "--out",
                        str(tmp / "r.parquet"), "--engine", "ray"])
-        result["ray"] = {"seconds": ray_s, "files_per_second": args.files / ray_s}
+        result["ray"] = {"seconds": ray_s, "files_per_second": args.files / ray_s,
+                         "tasks_per_node": spread(said)}
         print(f"Ray engine (local Ray): {ray_s:.1f} s, {args.files / ray_s:.0f} files/s",
               flush=True)
         a, b = rows(tmp / "l.jsonl"), rows(tmp / "r.parquet")
@@ -109,11 +109,11 @@ def main() -> int:
             subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"],
                            check=True, capture_output=True)
             try:
-                two = timed([str(DIGITLAB), "predict", str(folder), "--out",
-                             str(tmp / "two.parquet"), "--engine", "ray", "--address",
-                             f"127.0.0.1:{port}"])
+                two, said = timed([str(DIGITLAB), "predict", str(folder), "--out",
+                                   str(tmp / "two.parquet"), "--engine", "ray", "--address",
+                                   f"127.0.0.1:{port}"])
                 result["two_nodes"] = {"seconds": two, "files_per_second": args.files / two,
-                                       "tasks_per_node": per_node_tasks(f"127.0.0.1:{port}")}
+                                       "tasks_per_node": spread(said)}
                 print(f"two Ray nodes: {two:.1f} s; tasks per node "
                       f"{result['two_nodes']['tasks_per_node']}")
             finally:

@@ -69,9 +69,11 @@ def machine() -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", choices=PLAN, default=list(PLAN))
+    parser.add_argument("--presets", nargs="+", choices=PLAN, default=list(PLAN),
+                        help="presets to train (default: all)")
     parser.add_argument("--seeds", type=int, help="seeds per preset (default: the plan's)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "results",
+                        help="folder for foundation.json")
     args = parser.parse_args()
     subprocess.run([str(DIGITLAB), "data", "fetch", "mnist"], check=True)
     info = machine()

@@ -336,10 +336,11 @@ def work(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "fuzz.json")
+    parser.add_argument("--count", type=int, default=100_000, help="mutated inputs to try")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mutations")
+    parser.add_argument("--workers", type=int, default=2, help="processes")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "fuzz.json",
+                        help="where the JSON goes")
     args = parser.parse_args()
     share = -(-args.count // args.workers)
     started = time.time()

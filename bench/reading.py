@@ -131,11 +131,13 @@ def timing(rec: Recognizer, images, labels, n: int = 200) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file or run directory (default: bundled)")
-    parser.add_argument("--digits", type=int, default=1300)
-    parser.add_argument("--numbers", type=int, default=300)
-    parser.add_argument("--non-digits", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "reading.json")
+    parser.add_argument("--digits", type=int, default=1300, help="user-style single digits")
+    parser.add_argument("--numbers", type=int, default=300, help="numbers of 3-6 digits")
+    parser.add_argument("--non-digits", type=int, default=100,
+                        help="letters, symbols and scribbles")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated set")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "reading.json",
+                        help="where the JSON goes")
     args = parser.parse_args()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab"
     mnist, _ = load_mnist(cache)

@@ -147,11 +147,15 @@ print(json.dumps({"single_p50_ms": float(np.median(times) * 1000),
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--fast-seeds", type=int, default=3)
-    parser.add_argument("--best-seeds", type=int, default=0)
-    parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each seed recipe, each side")
+    parser.add_argument("--fast-seeds", type=int, default=3, help="seeds of the fast recipe")
+    parser.add_argument("--best-seeds", type=int, default=0,
+                        help="seeds of the best model (about 25 minutes each)")
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="skip the tf.keras programs and digitlab's seed recipes")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "speed.json",
+                        help="where the JSON goes")
     args = parser.parse_args()
     result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": "2 vCPU, no GPU",
                     "loadavg_start": os.getloadavg()}

@@ -45,7 +45,9 @@ def test_ray_answers_equal_the_local_engine(local_ray, images, tmp_path):
     local.close()
     mine = {r["file"]: r for r in map(json.loads, (tmp_path / "local.jsonl").open())}
     counts = run_ray(images, settings, FolderOutput(tmp_path / "ray.parquet"))
+    spread = counts.pop("spread")
     assert counts == {"answered": 300, "rejected": 2, "skipped": 0}
+    assert spread.startswith("Tasks per node:") and spread.endswith("1 nodes used"), spread
     theirs = {r["file"]: r for r in pq.read_table(tmp_path / "ray.parquet").to_pylist()}
     assert set(theirs) == set(mine) == set(images)
     for f, row in theirs.items():
@@ -73,4 +75,5 @@ def test_cli_ray_engine(images, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "40 answered" in done.stdout
+    assert "Ray: reading tasks per node:" in done.stderr
     assert list((tmp_path / "out.csv").glob("*.csv")), "Ray wrote a folder of CSV parts"

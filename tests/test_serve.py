@@ -3,7 +3,11 @@
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +42,7 @@ def check_answer(body: dict, digit: int):
 
 
 def test_health_models_docs_page(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "process": os.getpid()}
     models = client.get("/v1/models").json()
     assert models["models"][0]["arch"] == "digitnet"
     assert models["limits"]["max_upload_bytes"] == 200_000
@@ -172,3 +176,31 @@ def test_slow_body_is_refused_and_the_server_stays_up(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_several_processes_share_the_port_and_stop_cleanly():
+    """--workers 2: each process listens on its own SO_REUSEPORT socket, so keep-alive
+    clients are spread over both (uvicorn's shared socket handed them all to one)."""
+    import http.client
+    import signal
+
+    from servers import start_server
+    proc, url = start_server("--workers", "2")
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        served = set()
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                       for _ in range(16)]
+        for c in connections:  # keep-alive: each connection stays with one process
+            for _ in range(2):
+                c.request("GET", "/healthz")
+                served.add(json.loads(c.getresponse().read())["process"])
+        assert len(served) == 2, served
+        again = subprocess.run([str(Path(sys.executable).parent / "digitlab"), "serve",
+                                "--port", str(port), "--workers", "2"],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1 and "Address already in use" in again.stderr
+        assert "Traceback" not in again.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

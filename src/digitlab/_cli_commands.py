@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -213,20 +214,37 @@ def cmd_serve(args) -> int:
     except ImportError:
         raise CLIError("the service needs its extra: pip install 'digitlab[serve]'") from None
     import torch
-    # Requests are served in parallel threads; one core each beats two threads fighting.
+    # A process works on one image at a time (serve.ServiceConfig.compute_threads), on one
+    # core; --workers adds processes
     torch.set_num_threads(1)
     service = ServiceConfig(max_upload_bytes=args.max_upload_mb * 2**20,
                             cors_origins=tuple(args.cors or ()), api_key=args.api_key,
                             body_timeout=args.body_timeout)
     if args.workers > 1:
-        os.environ["DIGITLAB_SERVE"] = json.dumps({
+        settings = {
             "model": args.model, "min_confidence": args.min_confidence, "onnx": args.onnx,
             "max_upload_bytes": service.max_upload_bytes, "cors": list(service.cors_origins),
-            "api_key": service.api_key, "body_timeout": service.body_timeout})
+            "api_key": service.api_key, "body_timeout": service.body_timeout}
+        try:
+            socket.create_server((args.host, args.port)).close()
+        except OSError as exc:
+            raise CLIError(f"cannot listen on {args.host}:{args.port}: "
+                           f"{exc.strerror or exc}") from None
+        print(f"serving on http://{args.host}:{args.port}/ with {args.workers} processes "
+              "(API docs at /docs)", file=sys.stderr)
         with one_thread_children():  # N processes: one math thread in each
-            uvicorn.run("digitlab._cli_commands:_app_from_environment", factory=True,
-                        host=args.host, port=args.port, workers=args.workers,
-                        log_level="warning")
+            if hasattr(socket, "SO_REUSEPORT"):
+                from .serve import run_processes
+                try:
+                    run_processes(_app_from_settings, settings, args.host, args.port,
+                                  args.workers)
+                except (OSError, RuntimeError) as exc:
+                    raise CLIError(str(exc)) from None
+            else:  # no SO_REUSEPORT (Windows): uvicorn's workers, sharing one socket
+                os.environ["DIGITLAB_SERVE"] = json.dumps(settings)
+                uvicorn.run("digitlab._cli_commands:_app_from_environment", factory=True,
+                            host=args.host, port=args.port, workers=args.workers,
+                            log_level="warning")
         return 0
     app = create_app(_recognizer(args, onnx=args.onnx), service)
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
@@ -234,15 +252,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _app_from_environment():
-    """The app for each uvicorn worker process (--workers N), from the settings the parent
-    left in DIGITLAB_SERVE: read here, at the edge, never inside the library."""
+def _app_from_settings(settings: dict):
+    """The app for one server process of several, from the settings the parent passed."""
     from .serve import ServiceConfig, create_app
-    settings = json.loads(os.environ["DIGITLAB_SERVE"])
     args = argparse.Namespace(model=settings["model"], min_confidence=settings["min_confidence"])
     service = ServiceConfig(settings["max_upload_bytes"], tuple(settings["cors"]),
                             settings["api_key"], settings["body_timeout"])
     return create_app(_recognizer(args, onnx=settings["onnx"]), service)
+
+
+def _app_from_environment():
+    """uvicorn's factory for its worker processes: the settings the parent left in
+    DIGITLAB_SERVE, read here, at the edge, never inside the library."""
+    return _app_from_settings(json.loads(os.environ["DIGITLAB_SERVE"]))
 
 
 def cmd_export(args) -> int:
@@ -379,6 +401,9 @@ def _predict_batch(args) -> int:
                                    progress=bar.update)
     finally:
         output.close()
+    if counts.get("spread"):
+        print(f"Ray: reading tasks per node: {counts['spread'].removeprefix('Tasks per node: ')}",
+              file=sys.stderr)
     print(f"{counts['answered']} answered, {counts['rejected']} rejected (reasons in the "
           f"error column), {counts['skipped']} skipped as done -> {args.out}")
     return 1 if counts["rejected"] else 0

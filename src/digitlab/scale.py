@@ -101,7 +101,8 @@ def run_ray(files: list[str], settings: tuple, output: FolderOutput,
     _init(address)
     todo = [f for f in files if f not in output.done]
     readable, failed = _unreadable(todo)
-    counts = {"answered": 0, "rejected": len(failed), "skipped": len(files) - len(todo)}
+    counts = {"answered": 0, "rejected": len(failed), "skipped": len(files) - len(todo),
+              "spread": None}
     datasets = []
     if readable:
         size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -116,6 +117,7 @@ def run_ray(files: list[str], settings: tuple, output: FolderOutput,
         return counts
     result = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
     result = result.materialize()
+    counts["spread"] = _spread(result.stats())
     # counted from the blocks already made: another Ray Data pass would cost seconds
     blocks = ray.get(result.to_arrow_refs())
     rows = sum(block.num_rows for block in blocks)
@@ -127,6 +129,18 @@ def run_ray(files: list[str], settings: tuple, output: FolderOutput,
     if progress:
         progress(len(todo))
     return counts
+
+
+def _spread(stats: str) -> str | None:
+    """Ray Data's own count of the reading tasks per node, from its execution summary:
+    "Tasks per node: 40 min, 41 max, 40 mean; 2 nodes used"."""
+    reader = False
+    for line in stats.splitlines():
+        if line.startswith("Operator"):
+            reader = "_Reader" in line
+        elif reader and "Tasks per node" in line:
+            return line.strip().lstrip("* ")
+    return None
 
 
 def train_ensemble_ray(config, data, run_dir: Path, members: int, address: str | None = None):

@@ -25,8 +25,15 @@ import functools
 import hmac
 import io
 import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from multiprocessing import connection as mp_connection
 
 import anyio.to_thread
 import numpy as np
@@ -40,7 +47,7 @@ from .images import ImageRejected
 from .preprocess import BlankImage
 from .recognize import Answer, Recognizer
 
-__all__ = ["ServiceConfig", "create_app"]
+__all__ = ["ServiceConfig", "create_app", "run_processes"]
 
 
 @dataclass(frozen=True)
@@ -230,7 +237,7 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
 
     @app.get("/healthz", summary="Liveness")
     async def healthz():
-        return {"status": "ok"}
+        return {"status": "ok", "process": os.getpid()}  # which of several processes
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
@@ -241,3 +248,71 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(_LimitBody, limit=config.max_upload_bytes, timeout=config.body_timeout)
     return app
+
+
+def run_processes(make_app: Callable[..., FastAPI], settings: dict, host: str, port: int,
+                  workers: int) -> None:
+    """Serve ``make_app(settings)`` from ``workers`` processes, each listening on its own
+    socket bound to the same port (SO_REUSEPORT), so the kernel spreads the connections over
+    them. (uvicorn's own ``--workers`` share one socket: the first process to wake accepts
+    every waiting connection, and keep-alive clients then all talk to one worker while the
+    others idle; measured here.) A worker that dies is replaced; one that cannot start stops
+    the whole service. ``make_app`` must be importable by name (the workers are spawned)."""
+    with socket.create_server((host, port)):  # the port is free (not shared by accident)
+        pass
+    context = mp.get_context("spawn")
+    failed = context.Event()
+
+    def start() -> mp.process.BaseProcess:
+        ready = context.Event()
+        process = context.Process(target=_worker, args=(make_app, settings, host, port, ready,
+                                                        failed), daemon=False)
+        process.start()
+        process.ready = ready
+        return process
+
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    procs = [start() for _ in range(workers)]
+    try:
+        while not stopping and not failed.is_set():
+            ended = mp_connection.wait([p.sentinel for p in procs], timeout=0.5)
+            for i, p in enumerate(procs):
+                if p.sentinel in ended and not stopping:
+                    p.join()
+                    if not p.ready.is_set():
+                        failed.set()  # it never came up: the next one would not either
+                    else:
+                        procs[i] = start()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # uvicorn shuts down cleanly on SIGTERM
+        for p in procs:
+            p.join(timeout=15)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if failed.is_set() and not stopping:
+        raise RuntimeError("a server process failed to start (see its message above)")
+
+
+def _worker(make_app, settings: dict, host: str, port: int, ready, failed) -> None:
+    import uvicorn
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        app = make_app(settings)
+    except Exception as exc:
+        print(f"digitlab serve: error: {exc}", file=sys.stderr)
+        failed.set()
+        return
+    ready.set()
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
