@@ -179,10 +179,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=200, help="distinct images posted")
     parser.add_argument("--out", type=Path, default=None,
                         help="where the JSON goes (default bench/results/load.json or abuse.json)")
+    parser.add_argument("--onnx", action="store_true", help="serve through ONNX Runtime")
     parser.add_argument("--abuse", action="store_true",
                         help="32 clients with a share of hostile requests and stalled bodies")
     args = parser.parse_args()
-    args.out = args.out or HERE / "results" / ("abuse.json" if args.abuse else "load.json")
+    args.out = args.out or HERE / "results" / (
+        ("abuse" if args.abuse else "load") + ("-onnx" if args.onnx else "") + ".json")
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +198,8 @@ def main() -> int:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         server = subprocess.Popen([str(DIGITLAB), "serve", "--port", str(port), "--workers",
-                                   str(args.workers), "--body-timeout", "5"],
+                                   str(args.workers), "--body-timeout", "5",
+                                   *(["--onnx"] if args.onnx else [])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
@@ -206,7 +209,7 @@ def main() -> int:
             except OSError:
                 time.sleep(0.1)
         time.sleep(1.0)  # all workers up
-        result = {"workers": args.workers, "seconds": args.seconds,
+        result = {"workers": args.workers, "seconds": args.seconds, "onnx": args.onnx,
                   "memory_idle_mb": rss_mb(server.pid)}
         # a short warm-up first: the first requests grow the allocators' pools once; memory
         # is then measured from there, so growth at the end would be a leak
