@@ -213,10 +213,6 @@ def cmd_serve(args) -> int:
         from .serve import ServiceConfig, create_app
     except ImportError:
         raise CLIError("the service needs its extra: pip install 'digitlab[serve]'") from None
-    import torch
-    # A process works on one image at a time (serve.ServiceConfig.compute_threads), on one
-    # core; --workers adds processes
-    torch.set_num_threads(1)
     service = ServiceConfig(max_upload_bytes=args.max_upload_mb * 2**20,
                             cors_origins=tuple(args.cors or ()), api_key=args.api_key,
                             body_timeout=args.body_timeout)
@@ -246,6 +242,10 @@ def cmd_serve(args) -> int:
                             host=args.host, port=args.port, workers=args.workers,
                             log_level="warning")
         return 0
+    import torch
+    # A process works on one image at a time (serve.ServiceConfig.compute_threads), on one
+    # core; --workers adds processes (the parent then only watches them, without PyTorch)
+    torch.set_num_threads(1)
     app = create_app(_recognizer(args, onnx=args.onnx), service)
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -26,8 +26,16 @@ def _init(address: str | None) -> None:
     import ray
     if not ray.is_initialized():
         # a local Ray sized to this machine, or a running cluster; quiet either way
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except Exception as exc:  # Ray's classes for this vary (ConnectionError, auth, ...)
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
+                type(exc).__name__
+            hint = (" (a cluster started with `ray start` uses token authentication: set "
+                    "RAY_AUTH_MODE=token)") if "auth" in str(exc).lower() else ""
+            raise ConnectionError(f"cannot start or join Ray at {address or 'this machine'}: "
+                                  f"{reason}{hint}") from None
 
 
 class _Reader:
