@@ -209,3 +209,40 @@ def test_several_processes_share_the_port_and_stop_cleanly():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_listening_sockets_are_tcp_and_shareable():
+    """Two processes' sockets can share a port, and what they accept has Nagle off (asyncio
+    sets TCP_NODELAY only on sockets that name IPPROTO_TCP)."""
+    import asyncio
+    import socket
+
+    from servers import free_port
+
+    from digitlab.serve import listening_socket
+    port = free_port()
+    first, second = listening_socket("127.0.0.1", port), listening_socket("127.0.0.1", port)
+    try:
+        assert first.proto == socket.IPPROTO_TCP
+
+        async def accepted_nodelay() -> int:
+            seen = asyncio.get_running_loop().create_future()
+
+            async def on_client(reader, writer):
+                sock = writer.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                writer.close()
+
+            server = await asyncio.start_server(on_client, sock=first)
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                return await asyncio.wait_for(seen, 10)
+            finally:
+                writer.close()
+                server.close()
+
+        second.close()  # every connection to the port now goes to the first socket
+        assert asyncio.run(accepted_nodelay()) != 0
+    finally:
+        first.close()
+        second.close()

@@ -301,18 +301,25 @@ def run_processes(make_app: Callable[..., FastAPI], settings: dict, host: str, p
         raise RuntimeError("a server process failed to start (see its message above)")
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` that other processes of this service may
+    share (SO_REUSEPORT: the kernel spreads new connections over them)."""
+    # IPPROTO_TCP named, not left 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+    # that say they are TCP; with Nagle on, each response's body waited for the client's
+    # delayed ACK: 40 ms added to every request on a kept-alive connection (measured)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
 def _worker(make_app, settings: dict, host: str, port: int, ready, failed) -> None:
     import uvicorn
     try:
-        # IPPROTO_TCP named, not left 0: asyncio turns Nagle off (TCP_NODELAY) only on
-        # sockets that say they are TCP, and with Nagle on, each response's body waited on the
-        # client's delayed ACK: 40 ms added to every request (measured: 52 ms p50 at 1 client)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                             socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
+        sock = listening_socket(host, port)
         app = make_app(settings)
     except Exception as exc:
         print(f"digitlab serve: error: {exc}", file=sys.stderr)
