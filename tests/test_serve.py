@@ -216,6 +216,7 @@ def test_listening_sockets_are_tcp_and_shareable():
     sets TCP_NODELAY only on sockets that name IPPROTO_TCP)."""
     import asyncio
     import socket
+    from concurrent.futures import ThreadPoolExecutor
 
     from servers import free_port
 
@@ -242,7 +243,9 @@ def test_listening_sockets_are_tcp_and_shareable():
                 server.close()
 
         second.close()  # every connection to the port now goes to the first socket
-        assert asyncio.run(accepted_nodelay()) != 0
+        # in a thread of its own: another test's browser may have left a loop running here
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(asyncio.run, accepted_nodelay()).result(timeout=30) != 0
     finally:
         first.close()
         second.close()
