@@ -121,3 +121,19 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
             resolve_device("cuda")
+
+
+def test_optimizer_imports_prefetched_only_off_the_dense_path(monkeypatch):
+    """torch.optim's first use imports torch._dynamo (about 1 s): autograd runs start that
+    import early, in a thread; the dense trainer never needs it."""
+    import types
+
+    from digitlab import train
+    started = []
+    monkeypatch.setattr(train.threading, "Thread", lambda **kw: started.append(kw) or
+                        types.SimpleNamespace(start=lambda: None))
+    train.prefetch_optimizer_imports(TrainConfig.from_preset("seed-mlp"))
+    assert started == []
+    train.prefetch_optimizer_imports(TrainConfig.from_preset(None, None, "fast"))
+    train.prefetch_optimizer_imports(TrainConfig.from_preset("mlp-dropout"))
+    assert [kw["args"] for kw in started] == [("torch._dynamo",)] * 2

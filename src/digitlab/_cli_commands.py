@@ -109,12 +109,13 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     from .runs import MODEL_FILE, new_run_dir, resume_config, resume_run, train_and_evaluate
-    from .train import resolve_device
+    from .train import prefetch_optimizer_imports, resolve_device
     if args.resume:
         if args.model or args.recipe:
             raise UsageError("--resume continues a run with its own settings: drop "
                              "--model and --recipe")
         config, _ = resume_config(args.resume)
+        prefetch_optimizer_imports(config)
         data = _load(config.dataset, args)
         print(f"resuming {args.resume}: {config.preset} on {data.name}, {config.epochs} epochs")
         with _stops_cleanly(EpochBar(config.epochs)) as bar:
@@ -131,6 +132,7 @@ def cmd_train(args) -> int:
         raise CLIError(str(exc)) from None
     if args.out and (Path(args.out) / MODEL_FILE).exists():
         raise CLIError(f"{args.out} already holds a run; choose another --out")
+    prefetch_optimizer_imports(config)
     data = _load(config.dataset, args)
     if args.ensemble > 1:
         return _train_ensemble(args, config, data)

@@ -32,7 +32,12 @@ def can_train(model: nn.Module, config: TrainConfig) -> bool:
     MLP (no dropout) with constant-rate Adam and plain cross-entropy, on the CPU."""
     return (isinstance(model, MLP) and not any(isinstance(m, nn.Dropout)
                                                for m in model.modules())
-            and config.optimizer == "adam" and config.weight_decay == 0
+            and recipe_fits(config))
+
+
+def recipe_fits(config: TrainConfig) -> bool:
+    """The recipe half of :func:`can_train`, known before any network is built."""
+    return (config.optimizer == "adam" and config.weight_decay == 0
             and config.schedule == "constant" and config.label_smoothing == 0
             and config.augment == "none" and not config.ema and config.device == "cpu")
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import math
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -21,9 +23,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .augment import AUGMENTS, augment
-from .config import TrainConfig
+from .config import PRESETS, TrainConfig
 from .fastdense import can_train as can_train_fast
-from .fastdense import fit_dense
+from .fastdense import fit_dense, recipe_fits
 from .models import predict_logits
 
 __all__ = ["EpochStats", "TrainResult", "fit", "resolve_device", "split_validation"]
@@ -125,6 +127,18 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                              resume=resume, checkpoint=checkpoint)
         return _fit(model, x_train, y_train, config, x_val, y_val, observer, resume,
                     checkpoint)
+
+
+def prefetch_optimizer_imports(config: TrainConfig) -> None:
+    """Start importing, in a background thread, what ``torch.optim`` imports the first time an
+    optimizer is made and steps: ``torch._dynamo``, about 1 s here on every run that trains
+    through autograd. Called before the data is loaded, the import overlaps it. The dense
+    trainer never touches ``torch.optim``, so its runs skip this."""
+    preset = PRESETS.get(config.preset)
+    if preset is None or (preset.arch == "mlp" and not preset.dropout and recipe_fits(config)):
+        return
+    threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True,
+                     name="digitlab-prefetch").start()
 
 
 @contextmanager
