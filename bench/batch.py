@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cache_dir, write_result
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -34,7 +35,7 @@ def make_files(folder: Path, count: int) -> None:
     import userstyle
 
     from digitlab.data import load_mnist
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab"
+    cache = cache_dir()
     mnist, _ = load_mnist(cache)
     images = np.rint(mnist.x_test * 255).astype(np.uint8)
     rng = np.random.default_rng(0)
@@ -119,9 +120,7 @@ def main() -> int:
             finally:
                 subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
     result["loadavg_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return 0
 
 

@@ -34,6 +34,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from common import write_result
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -373,8 +374,7 @@ def main() -> int:
                "slowest_input_seconds": max(t for s in results for t, _ in s["slowest"]),
                "corpus_files": len(list(CORPUS.glob("*.bin")))}
     print(json.dumps(summary, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2))
+    write_result(summary, args.out)
     return 1 if failures else 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from common import cache_dir, write_result
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +88,7 @@ def images(folder: Path, count: int) -> None:
     import userstyle
 
     from digitlab.data import load_mnist
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab"
+    cache = cache_dir()
     mnist, _ = load_mnist(cache)
     rng = np.random.default_rng(0)
     digits = np.rint(mnist.x_test[:count] * 255).astype(np.uint8)
@@ -260,9 +260,7 @@ def main() -> int:
           f"{result['memory_start_mb']:.0f} MB after a 5 s warm-up, "
           f"{result['memory_end_mb']:.0f} MB at end; load average "
           f"{result['loadavg_start'][0]:.2f} -> {result['loadavg_end'][0]:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return 0
 
 

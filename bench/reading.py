@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cache_dir, write_result
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -41,17 +41,20 @@ def naive(data: bytes, invert: bool) -> np.ndarray:
     return 1 - x if invert and np.median(x) > 0.5 else x
 
 
-def digits_table(rec: Recognizer, samples) -> dict:
+def digits_table(rec: Recognizer, samples) -> tuple[dict, list[float]]:
+    """The accuracy table, and each digit's confidence (0 where it was refused)."""
     rows: dict[str, dict] = {}
-    ours, resize, invert, flagged = [], [], [], []
+    ours, resize, invert, flagged, confidences = [], [], [], [], []
     for s in samples:
         try:
             answer = rec.predict(s.data)
             ours.append(str(answer.digit) == s.label)
             flagged.append(answer.low_confidence)
+            confidences.append(answer.confidence)
         except Rejected:
             ours.append(False)
             flagged.append(True)
+            confidences.append(0.0)
         base = rec.probabilities(np.stack([naive(s.data, False), naive(s.data, True)]))
         resize.append(str(base[0].argmax()) == s.label)
         invert.append(str(base[1].argmax()) == s.label)
@@ -69,7 +72,7 @@ def digits_table(rec: Recognizer, samples) -> dict:
         "wrong_and_unflagged": float(np.mean([not o and not f for o, f in zip(ours, flagged,
                                                                                 strict=True)])),
         "kinds": rows,
-    }
+    }, confidences
 
 
 def numbers_table(rec: Recognizer, samples) -> dict:
@@ -139,7 +142,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reading.json",
                         help="where the JSON goes")
     args = parser.parse_args()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab"
+    cache = cache_dir()
     mnist, _ = load_mnist(cache)
     images = np.rint(mnist.x_test * 255).astype(np.uint8)
     rec = Recognizer.load(args.model)
@@ -151,13 +154,7 @@ def main() -> int:
     others = userstyle.non_digit_set(args.non_digits, seed=args.seed + 2)
     print(f"generated {len(digits)} digits, {len(numbers)} numbers, {len(others)} non-digits "
           f"in {time.time() - t:.0f} s", flush=True)
-    d = digits_table(rec, digits)
-    confidences = []
-    for s in digits:
-        try:
-            confidences.append(rec.predict(s.data).confidence)
-        except Rejected:
-            confidences.append(0.0)
+    d, confidences = digits_table(rec, digits)
     result = {"model": str(rec.loaded.path), "digits": d, "numbers": numbers_table(rec, numbers),
               "non_digits": non_digits_table(rec, others, confidences),
               "timing_ms": timing_ms, "loadavg_at_timing": load_before}
@@ -182,9 +179,7 @@ def main() -> int:
     tm = result["timing_ms"]
     print(f"median ms per 200x200 PNG: decode {tm['decode']:.2f}, prepare {tm['prepare']:.2f}, "
           f"predict {tm['predict']:.2f}, total {tm['total']:.2f} (load average {load_before:.2f})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return 0
 
 

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cache_dir, write_result
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = Path(sys.executable)
@@ -56,7 +58,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
 
 
 def mnist_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab"
+    cache = cache_dir()
     subprocess.run([str(DIGITLAB), "data", "fetch", "mnist"], check=True,
                    capture_output=True)
     return cache / "mnist"
@@ -125,7 +127,7 @@ print(json.dumps({"single_p50_ms": float(np.median(times) * 1000),
                   "single_p99_ms": float(np.percentile(times, 99) * 1000),
                   "batch_images_per_second": len(x) / batch}))
 """
-    cache = str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlab")
+    cache = str(cache_dir())
     png = work / "seven.png"
     sys.path.insert(0, str(ROOT / "tests"))
     from digits import on_paper  # the same handwriting the tests read
@@ -173,9 +175,7 @@ def main() -> int:
         result["inference"] = inference({"seed-mlp": mlp, "bundled digitnet": "bundled"}, work)
     result["loadavg_end"] = os.getloadavg()
     report(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return 0
 
 

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -42,8 +43,12 @@ def tiny():
 
 class _Handler(BaseHTTPRequestHandler):
     routes: dict  # path -> bytes, or an int status code
+    delay: float  # seconds before each answer
+    served: list  # the paths asked for, in order
 
     def do_GET(self):  # noqa: N802 (the http.server API)
+        self.served.append(self.path)
+        time.sleep(self.delay)
         body = self.routes.get(self.path, 404)
         if isinstance(body, int):
             self.send_error(body)
@@ -59,11 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server():
-    """Start servers on 127.0.0.1: ``serve({"/path": bytes_or_status})`` returns the base URL."""
+    """Start servers on 127.0.0.1: ``serve({"/path": bytes_or_status})`` returns the base URL;
+    each answer waits ``delay`` seconds, and the paths asked for go to ``served``."""
     servers = []
 
-    def serve(routes: dict) -> str:
-        handler = type("Handler", (_Handler,), {"routes": routes})
+    def serve(routes: dict, delay: float = 0.0, served: list | None = None) -> str:
+        handler = type("Handler", (_Handler,), {"routes": routes, "delay": delay,
+                                                "served": [] if served is None else served})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)

@@ -188,32 +188,16 @@ def test_npz_mirror_after_the_idx_mirrors(tiny, tmp_path, http_server):
     _assert_same(got.arrays, arrays)
 
 
-def test_concurrent_fetches_download_once(tiny, tmp_path):
+def test_concurrent_fetches_download_once(tiny, tmp_path, http_server):
     """Two processes fetching at once: one downloads, the other waits and reads the cache."""
     import json
     import subprocess
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     spec, arrays, raw, gz = tiny
-    served = []
-
-    class Slow(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            served.append(self.path)
-            body = gz[self.path.strip("/")]
-            time.sleep(0.3)  # slow enough for the two fetches to overlap
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    mirror = f"http://127.0.0.1:{server.server_port}/"
+    served: list = []
+    # slow enough for the two fetches to overlap
+    mirror = http_server({"/" + name: body for name, body in gz.items()}, delay=0.3,
+                         served=served) + "/"
     code = ("import json, sys, pickle; from digitlab.fetch import fetch; "
             "spec = pickle.loads(bytes.fromhex(sys.argv[1])); "
             "got = fetch(spec, sys.argv[2], mirrors=[sys.argv[3]], npm=None); "
@@ -223,7 +207,6 @@ def test_concurrent_fetches_download_once(tiny, tmp_path):
             mirror]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     sources = sorted(json.loads(p.communicate(timeout=60)[0]) for p in procs)
-    server.shutdown()
     assert sources == sorted([mirror, f"cache {tmp_path / 'cache' / 'tiny'}"])
     assert len(served) == 4, "each file downloaded once"
     assert sorted(p.name for p in (tmp_path / "cache" / "tiny").iterdir()) == sorted(raw)

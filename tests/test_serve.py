@@ -220,7 +220,7 @@ def test_listening_sockets_are_tcp_and_shareable():
 
     from servers import free_port
 
-    from digitlab.serve import listening_socket
+    from digitlab._processes import listening_socket
     port = free_port()
     first, second = listening_socket("127.0.0.1", port), listening_socket("127.0.0.1", port)
     try:

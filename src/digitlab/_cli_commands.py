@@ -223,22 +223,22 @@ def cmd_serve(args) -> int:
             "model": args.model, "min_confidence": args.min_confidence, "onnx": args.onnx,
             "max_upload_bytes": service.max_upload_bytes, "cors": list(service.cors_origins),
             "api_key": service.api_key, "body_timeout": service.body_timeout}
-        try:
-            socket.create_server((args.host, args.port)).close()
-        except OSError as exc:
-            raise CLIError(f"cannot listen on {args.host}:{args.port}: "
-                           f"{exc.strerror or exc}") from None
-        print(f"serving on http://{args.host}:{args.port}/ with {args.workers} processes "
-              "(API docs at /docs)", file=sys.stderr)
+        def started() -> None:
+            print(f"serving on http://{args.host}:{args.port}/ with {args.workers} processes "
+                  "(API docs at /docs)", file=sys.stderr)
         with one_thread_children():  # N processes: one math thread in each
             if hasattr(socket, "SO_REUSEPORT"):
-                from .serve import run_processes
+                from ._processes import run_processes
                 try:
                     run_processes(_app_from_settings, settings, args.host, args.port,
-                                  args.workers)
-                except (OSError, RuntimeError) as exc:
+                                  args.workers, started)
+                except OSError as exc:
+                    raise CLIError(f"cannot listen on {args.host}:{args.port}: "
+                                   f"{exc.strerror or exc}") from None
+                except RuntimeError as exc:
                     raise CLIError(str(exc)) from None
             else:  # no SO_REUSEPORT (Windows): uvicorn's workers, sharing one socket
+                started()
                 os.environ["DIGITLAB_SERVE"] = json.dumps(settings)
                 uvicorn.run("digitlab._cli_commands:_app_from_environment", factory=True,
                             host=args.host, port=args.port, workers=args.workers,

@@ -25,15 +25,9 @@ import functools
 import hmac
 import io
 import json
-import multiprocessing as mp
 import os
-import signal
-import socket
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from multiprocessing import connection as mp_connection
 
 import anyio.to_thread
 import numpy as np
@@ -47,7 +41,7 @@ from .images import ImageRejected
 from .preprocess import BlankImage
 from .recognize import Answer, Recognizer
 
-__all__ = ["ServiceConfig", "create_app", "run_processes"]
+__all__ = ["ServiceConfig", "create_app"]
 
 
 @dataclass(frozen=True)
@@ -249,81 +243,3 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
     app.add_middleware(_LimitBody, limit=config.max_upload_bytes, timeout=config.body_timeout)
     return app
 
-
-def run_processes(make_app: Callable[..., FastAPI], settings: dict, host: str, port: int,
-                  workers: int) -> None:
-    """Serve ``make_app(settings)`` from ``workers`` processes, each listening on its own
-    socket bound to the same port (SO_REUSEPORT), so the kernel spreads the connections over
-    them. (uvicorn's own ``--workers`` share one socket: the first process to wake accepts
-    every waiting connection, and keep-alive clients then all talk to one worker while the
-    others idle; measured here.) A worker that dies is replaced; one that cannot start stops
-    the whole service. ``make_app`` must be importable by name (the workers are spawned)."""
-    with socket.create_server((host, port)):  # the port is free (not shared by accident)
-        pass
-    context = mp.get_context("spawn")
-    failed = context.Event()
-
-    def start() -> mp.process.BaseProcess:
-        ready = context.Event()
-        process = context.Process(target=_worker, args=(make_app, settings, host, port, ready,
-                                                        failed), daemon=False)
-        process.start()
-        process.ready = ready
-        return process
-
-    stopping = False
-
-    def stop(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    procs = [start() for _ in range(workers)]
-    try:
-        while not stopping and not failed.is_set():
-            ended = mp_connection.wait([p.sentinel for p in procs], timeout=0.5)
-            for i, p in enumerate(procs):
-                if p.sentinel in ended and not stopping:
-                    p.join()
-                    if not p.ready.is_set():
-                        failed.set()  # it never came up: the next one would not either
-                    else:
-                        procs[i] = start()
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()  # uvicorn shuts down cleanly on SIGTERM
-        for p in procs:
-            p.join(timeout=15)
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if failed.is_set() and not stopping:
-        raise RuntimeError("a server process failed to start (see its message above)")
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket listening on ``host:port`` that other processes of this service may
-    share (SO_REUSEPORT: the kernel spreads new connections over them)."""
-    # IPPROTO_TCP named, not left 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
-    # that say they are TCP; with Nagle on, each response's body waited for the client's
-    # delayed ACK: 40 ms added to every request on a kept-alive connection (measured)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
-
-def _worker(make_app, settings: dict, host: str, port: int, ready, failed) -> None:
-    import uvicorn
-    try:
-        sock = listening_socket(host, port)
-        app = make_app(settings)
-    except Exception as exc:
-        print(f"digitlab serve: error: {exc}", file=sys.stderr)
-        failed.set()
-        return
-    ready.set()
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
