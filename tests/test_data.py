@@ -42,6 +42,10 @@ def test_load_dataset_digits20_as_images():
     assert data.image_shape == (20, 20)
     assert data.x_train.shape == (5000, 20, 20) and data.x_test.shape == (1000, 20, 20)
     np.testing.assert_array_equal(data.x_train.reshape(5000, 400), load_digits20()[0])
+    # the floats are made from the stored 8-bit pixels, once
+    assert data.train_pixels.dtype == np.uint8 and data.x_train.dtype == np.float32
+    np.testing.assert_array_equal(data.x_test * 255, data.test_pixels.astype(np.float32))
+    assert data.x_train is data.x_train
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("cifar")
 

@@ -93,3 +93,21 @@ def test_float32_training_learns(preset):
     history = fit_dense(model, data.x_train, data.y_train, config, data.x_test,
                         data.y_test, Quiet()).history
     assert history[-1].val_accuracy > 0.85 and history[-1].loss < history[0].loss
+
+
+def test_pixels_train_exactly_as_floats(monkeypatch):
+    """8-bit pixels, made into floats a chunk at a time (a chunk here smaller than the data
+    and not a whole number of batches' worth of the last one), train bit for bit as the
+    float images do."""
+    import digitlab.fastdense
+    from digitlab.data import load_dataset
+    monkeypatch.setattr(digitlab.fastdense, "_CHUNK_ROWS", 1000)
+    data = load_dataset("digits20")
+    config = TrainConfig.from_preset("seed-20x20", epochs=2, seed=3)
+    weights = []
+    for x, xv in ((data.train_pixels, data.test_pixels), (data.x_train, data.x_test)):
+        torch.manual_seed(0)
+        model = build_model(PRESETS["seed-20x20"].model_config((20, 20)))
+        result = fit_dense(model, x, data.y_train, config, xv, data.y_test, Quiet())
+        weights.append(torch.cat([p.flatten() for p in result.model.parameters()]))
+    assert torch.equal(weights[0], weights[1])

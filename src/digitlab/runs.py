@@ -116,14 +116,14 @@ def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
     model_config = PRESETS[config.preset].model_config(data.image_shape)
     model = build_model(model_config)
     x_train, y_train, x_val, y_val = split_validation(
-        data.x_train, data.y_train, data.x_test, data.y_test, config)
+        data.train_pixels, data.y_train, data.test_pixels, data.y_test, config)
     _write_json(run_dir / "config.json", {
         "train": asdict(config),
         "model": asdict(model_config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "data": {"name": data.name, "source": data.source, "image_shape": data.image_shape,
                  "train_size": len(x_train), "val_size": 0 if x_val is None else len(x_val),
-                 "test_size": len(data.x_test)},
+                 "test_size": len(data.y_test)},
         "versions": _versions(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -189,7 +189,7 @@ def resume_run(run_dir: str | Path, data: Dataset, observer=None) -> RunResult:
         raise ValueError(f"{run_dir} finished all {config.epochs} epochs already")
     model = build_model(model_config)
     x_train, y_train, x_val, y_val = split_validation(
-        data.x_train, data.y_train, data.x_test, data.y_test, config)
+        data.train_pixels, data.y_train, data.test_pixels, data.y_test, config)
     result = fit(model, x_train, y_train, config, x_val, y_val, observer, resume=state,
                  checkpoint=_checkpointer(run_dir))
     return _finish(run_dir, config, model_config, data, result)

@@ -24,6 +24,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from .augment import AUGMENTS, augment
 from .config import PRESETS, TrainConfig
+from .data import to_float
 from .fastdense import can_train as can_train_fast
 from .fastdense import fit_dense, recipe_fits
 from .models import predict_logits
@@ -110,7 +111,8 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: Trai
         x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
         observer: _Observer | None = None, resume: dict | None = None,
         checkpoint: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train ``model`` in place on images (N, H, W) float32 and labels (N,) int64.
+    """Train ``model`` in place on images (N, H, W) and labels (N,) int64. Images are float32
+    in [0, 1] or 8-bit pixels (uint8, read as pixel / 255); so are the validation images.
 
     Each epoch shuffles with a generator seeded from ``config.seed``. After each epoch the
     whole training state (weights, optimizer, schedule, averaged weights, random streams,
@@ -125,7 +127,8 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: Trai
         if can_train_fast(model, config):
             return fit_dense(model, x_train, y_train, config, x_val, y_val, observer,
                              resume=resume, checkpoint=checkpoint)
-        return _fit(model, x_train, y_train, config, x_val, y_val, observer, resume,
+        x_val = None if x_val is None else to_float(x_val)
+        return _fit(model, to_float(x_train), y_train, config, x_val, y_val, observer, resume,
                     checkpoint)
 
 
