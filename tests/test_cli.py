@@ -47,6 +47,9 @@ def test_train_evaluate_predict_end_to_end(tmp_path, home):
 
     done = run("evaluate", str(out / "model.pt"), env=home)
     assert "confusion matrix" in done.stdout and f"{metrics['test_accuracy']:.2%}" in done.stdout
+    done = run("evaluate", str(out), "--tta", "--json", env=home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tta"] is True and json.loads(done.stdout)["n"] == 1000
 
     done = run("predict", "--sample", "1015", "--dataset", "digits20", "--model", str(out),
                "--json", env=home)

@@ -42,3 +42,33 @@ def test_evaluate_a_model():
     assert proba.shape == (50, 10) and np.allclose(proba.sum(1), 1, atol=1e-6)
     expected = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels)).item()
     assert m.loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_views_for_test_time_augmentation():
+    from digitlab.augment import view
+    x = torch.zeros(1, 28, 28)
+    x[0, 13:15, 4:24] = 1.0  # a horizontal bar 20 px long
+    assert torch.allclose(view(x), x, atol=1e-6)  # as is
+    turned = view(x, turn=90.0)
+    rows, cols = torch.nonzero(turned[0] > 0.5, as_tuple=True)
+    assert cols.max() - cols.min() <= 2 and rows.max() - rows.min() >= 18  # now upright
+    smaller, larger = view(x, size=0.5), view(x, size=1.2)
+    length = lambda img: int((img[0].sum(0) > 0.25).sum())  # noqa: E731
+    assert length(smaller) == pytest.approx(10, abs=1) and length(larger) == pytest.approx(24, abs=1)
+
+
+def test_evaluate_with_tta_averages_the_views():
+    from digitlab.augment import view
+    from digitlab.evaluate import TTA_VIEWS
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    images = np.random.default_rng(0).random((40, 8, 8), dtype=np.float32)
+    labels = np.random.default_rng(1).integers(0, 10, 40)
+    m, proba = evaluate(model, images, labels, tta=True)
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(model(view(torch.as_tensor(images), t, s)), 1)
+                                for t, s in TTA_VIEWS]).mean(0).numpy()
+    np.testing.assert_allclose(proba, expected, atol=1e-6)
+    assert len(TTA_VIEWS) > 1 and not np.allclose(proba, evaluate(model, images, labels)[1])
+    assert m.accuracy == pytest.approx((expected.argmax(1) == labels).mean())
+    assert m.loss == pytest.approx(-np.log(expected[np.arange(40), labels]).mean(), rel=1e-5)

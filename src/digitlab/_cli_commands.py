@@ -321,7 +321,7 @@ def cmd_runs(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .ensemble import ENSEMBLE_FILE, average
-    from .evaluate import evaluate
+    from .evaluate import TTA_VIEWS, evaluate
     runs = []
     for run in args.runs:  # an ensemble's directory stands for its members
         record = Path(run) / ENSEMBLE_FILE
@@ -332,13 +332,13 @@ def cmd_evaluate(args) -> int:
     for loaded in models:
         _check_shape(loaded, dataset)
     data = _load(dataset, args)
-    results = [evaluate(m.model, data.x_test, data.y_test) for m in models]
+    results = [evaluate(m.model, data.x_test, data.y_test, tta=args.tta) for m in models]
     metrics = results[0][0] if len(models) == 1 else average(
         [proba for _, proba in results], data.y_test)[0]
     names = [str(m.path) for m in models]
     if args.json:
         print(json.dumps({"model": names[0] if len(names) == 1 else names,
-                          "dataset": data.name, "split": "test",
+                          "dataset": data.name, "split": "test", "tta": args.tta,
                           "members_accuracy": [m.accuracy for m, _ in results],
                           **metrics.to_dict()}, indent=2))
     else:
@@ -346,7 +346,8 @@ def cmd_evaluate(args) -> int:
             print(f"model {name}: test accuracy {m.accuracy:.2%}")
         if len(models) > 1:
             print(f"ensemble of {len(models)} (softmax averaged):")
-        print(format_metrics(metrics, f"{data.name} test set"))
+        print(format_metrics(metrics, f"{data.name} test set"
+                             + (f", {len(TTA_VIEWS)} views averaged" if args.tta else "")))
     return 0
 
 

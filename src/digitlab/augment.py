@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AUGMENTS", "AugmentConfig", "augment"]
+__all__ = ["AUGMENTS", "AugmentConfig", "augment", "view"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,15 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
         strength = (torch.rand(b, generator=g) * cfg.noise).to(dev)[:, None, None]
         x = x + strength * torch.randn(x.shape, generator=g).to(dev)
     return x.clamp_(0, 1)
+
+
+def view(x: torch.Tensor, turn: float = 0.0, size: float = 1.0) -> torch.Tensor:
+    """The batch ``x`` (B, H, W) turned by ``turn`` degrees and drawn ``size`` times as large,
+    about the centre (bilinear, blank outside): one fixed view, for test-time augmentation."""
+    b, h, w = x.shape
+    angle = math.radians(turn)
+    cos, sin = math.cos(angle) / size, math.sin(angle) / size
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype, device=x.device)
+    grid = F.affine_grid(theta.expand(b, 2, 3), (b, 1, h, w), align_corners=False)
+    return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)[:, 0]

@@ -14,10 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import view
 from .models import predict_logits
 
-__all__ = ["Metrics", "classification_metrics", "confusion_matrix", "evaluate",
+__all__ = ["TTA_VIEWS", "Metrics", "classification_metrics", "confusion_matrix", "evaluate",
            "most_confident_errors", "top_k"]
+
+# Test-time augmentation (evaluate --tta): the softmax averaged over these views of each
+# digit, (turn in degrees, size). Chosen greedily, on validation only: views added one at a
+# time while they cut the errors of the three `best` seeds on their own held-out training
+# digits (18,000 digits none of them trained on: 82 -> 69 errors); never on the test set.
+TTA_VIEWS = ((0.0, 1.0), (0.0, 0.9), (0.0, 1.1), (-8.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -66,14 +73,21 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
 
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
-             device: str = "cpu") -> tuple[Metrics, np.ndarray]:
+             device: str = "cpu", tta: bool = False) -> tuple[Metrics, np.ndarray]:
     """Metrics of ``model`` on images (N, H, W) float32 and labels (N,), and the softmax
-    probabilities (N, 10) it gave."""
+    probabilities (N, 10) it gave; with ``tta``, averaged over the views in TTA_VIEWS."""
     x = torch.as_tensor(images, device=device)
     y = torch.as_tensor(labels, dtype=torch.long, device=device)
-    logits = predict_logits(model.to(device), x)
-    loss = F.cross_entropy(logits, y).item()
-    proba = torch.softmax(logits, dim=1).cpu().numpy()
+    model = model.to(device)
+    if tta:
+        probs = torch.stack([torch.softmax(predict_logits(model, view(x, turn, size)), dim=1)
+                             for turn, size in TTA_VIEWS]).mean(0)
+        loss = F.nll_loss(probs.clamp_min(1e-12).log(), y).item()
+    else:
+        logits = predict_logits(model, x)
+        loss = F.cross_entropy(logits, y).item()
+        probs = torch.softmax(logits, dim=1)
+    proba = probs.cpu().numpy()
     n_classes = proba.shape[1]
     return classification_metrics(labels, proba.argmax(1), n_classes, loss), proba
 
