@@ -54,7 +54,8 @@ def test_views_for_test_time_augmentation():
     assert cols.max() - cols.min() <= 2 and rows.max() - rows.min() >= 18  # now upright
     smaller, larger = view(x, size=0.5), view(x, size=1.2)
     length = lambda img: int((img[0].sum(0) > 0.25).sum())  # noqa: E731
-    assert length(smaller) == pytest.approx(10, abs=1) and length(larger) == pytest.approx(24, abs=1)
+    assert length(smaller) == pytest.approx(10, abs=1)
+    assert length(larger) == pytest.approx(24, abs=1)
 
 
 def test_evaluate_with_tta_averages_the_views():

@@ -2,8 +2,9 @@
 
 Every dataset loads as a :class:`Dataset` of images shaped (N, H, W), with int64 labels: the
 8-bit pixels as stored, and float32 in [0, 1] made from them on first use (training reads the
-8-bit pixels and converts a chunk at a time, which spares it 190 MB of float copies of MNIST). ``digits20`` ships inside the package and never needs the network; ``mnist``
-comes through the fetch chain in :mod:`digitlab.fetch`.
+8-bit pixels and converts a chunk at a time, which spares it 190 MB of float copies of MNIST).
+``digits20`` ships inside the package and never needs the network; ``mnist`` comes through
+the fetch chain in :mod:`digitlab.fetch`.
 """
 
 from __future__ import annotations
