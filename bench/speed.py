@@ -3,6 +3,7 @@ in one run; plus the fast recipe, the best model and inference.
 
     .venv/bin/python bench/speed.py                     # seeds, fast recipe, inference
     .venv/bin/python bench/speed.py --best-seeds 3      # also the best model (30 min each)
+    .venv/bin/python bench/speed.py --skip-reference --fast-seeds 0 --best-runs RUN...
 
 The reference runs in its own virtual environment, bench/.venv-tf (tensorflow-cpu, made on
 first use; never a dependency of digitlab). Each pair trains the same network on the same
@@ -83,6 +84,21 @@ def digitlab_train(args: list[str], work: Path) -> dict:
             "test_accuracy": metrics["test_accuracy"], "run": str(out)}
 
 
+def run_record(run: Path) -> dict:
+    """The figures of a run trained earlier (its wall time is not known: training's only)."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"wall_seconds": None, "peak_mb": None, "train_seconds": metrics["train_seconds"],
+            "seconds_per_epoch": metrics["seconds_per_epoch"],
+            "test_accuracy": metrics["test_accuracy"], "run": str(run)}
+
+
+def evaluate_runs(runs: list[str], tta: bool) -> float:
+    """Test accuracy of a run, or of several as an ensemble, by `digitlab evaluate`."""
+    done = subprocess.run([str(DIGITLAB), "evaluate", *runs, "--json", *(["--tta"] if tta else [])],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["accuracy"]
+
+
 def med(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
@@ -154,6 +170,8 @@ def main() -> int:
     parser.add_argument("--fast-seeds", type=int, default=3, help="seeds of the fast recipe")
     parser.add_argument("--best-seeds", type=int, default=0,
                         help="seeds of the best model (about 25 minutes each)")
+    parser.add_argument("--best-runs", type=Path, nargs="*", default=[], metavar="RUN",
+                        help="best-model runs trained before, evaluated with the new ones")
     parser.add_argument("--skip-reference", action="store_true",
                         help="skip the tf.keras programs and digitlab's seed recipes")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "speed.json",
@@ -170,7 +188,15 @@ def main() -> int:
         result["fast"] = fast
         best = [digitlab_train(["--model", "best", "--seed", str(s)], work)
                 for s in range(args.best_seeds)]
+        best += [run_record(run) for run in args.best_runs]
+        for r in best:
+            r["tta_test_accuracy"] = evaluate_runs([r["run"]], tta=True)
         result["best"] = best
+        if len(best) > 1:
+            runs = [r["run"] for r in best]
+            result["best_ensemble"] = {"members": len(runs),
+                                       "test_accuracy": evaluate_runs(runs, tta=False),
+                                       "tta_test_accuracy": evaluate_runs(runs, tta=True)}
         mlp = digitlab_train(["--model", "seed-mlp", "--epochs", "1"], work)["run"]
         result["inference"] = inference({"seed-mlp": mlp, "bundled digitnet": "bundled"}, work)
     result["loadavg_end"] = os.getloadavg()
@@ -193,8 +219,14 @@ def report(result: dict) -> None:
                   f"{med(refs, 'peak_mb'):>6.0f} {med(ours, 'peak_mb'):>6.0f}")
     for name in ("fast", "best"):
         for i, r in enumerate(result[name]):
-            print(f"{name} seed {i}: {r['test_accuracy']:.4f} test accuracy, "
-                  f"{r['wall_seconds']:.1f} s wall ({r['train_seconds']:.1f} s training)")
+            wall = "" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f} s wall, "
+            tta = f", {r['tta_test_accuracy']:.4f} with --tta" if "tta_test_accuracy" in r else ""
+            print(f"{name} {i + 1}: {r['test_accuracy']:.4f} test accuracy{tta}, {wall}"
+                  f"{r['train_seconds']:.1f} s training ({Path(r['run']).name})")
+    if "best_ensemble" in result:
+        e = result["best_ensemble"]
+        print(f"best, ensemble of {e['members']}: {e['test_accuracy']:.4f} test accuracy, "
+              f"{e['tta_test_accuracy']:.4f} with --tta")
     print(f"load average {result['loadavg_start'][0]:.2f} at start, "
           f"{result['loadavg_end'][0]:.2f} at end")
 

@@ -88,7 +88,7 @@ PRESETS = {p.name: p for p in (
            "mnist", "digitnet", Recipe(
                epochs=45, batch_size=128, lr=2e-3, adam_eps=1e-8, optimizer="adamw",
                weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
-               augment="standard", ema=0.999, bf16=True), dropout=0.3),
+               augment="standard", ema=0.999, bf16=True, channels_last=True), dropout=0.3),
     Preset("fastnet", "a small convnet trained by the fast recipe (99% in seconds)",
            "mnist", "fastnet", Recipe(
                epochs=5, batch_size=256, lr=6e-3, adam_eps=1e-8, schedule="onecycle",
