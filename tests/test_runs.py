@@ -64,3 +64,29 @@ def test_run_names_do_not_collide(tmp_path):
     config = TrainConfig.from_preset("seed-20x20")
     a, b = new_run_dir(tmp_path, config), new_run_dir(tmp_path, config)
     assert a != b and a.is_dir() and b.is_dir()
+
+
+def test_checkpoints_at_most_every_few_seconds(tmp_path):
+    """history.csv follows every epoch; checkpoint.pt is written after the first epoch, then
+    only once `every` seconds have passed, and on flush (a stopped run)."""
+    from digitlab.runs import CHECKPOINT_FILE, _Checkpointer
+
+    def state(epochs):
+        history = [{"epoch": e, "loss": 1.0, "accuracy": 0.5, "val_loss": None,
+                    "val_accuracy": None, "seconds": 0.1} for e in range(1, epochs + 1)]
+        return {"epoch": epochs, "history": history}
+
+    def saved():
+        return torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epoch"]
+
+    write = _Checkpointer(tmp_path, every=3600)
+    for epochs in (1, 2, 3):
+        write(state(epochs))
+        assert len((tmp_path / "history.csv").read_text().splitlines()) == epochs + 1
+    assert saved() == 1
+    write.flush()
+    assert saved() == 3
+    every_time = _Checkpointer(tmp_path, every=0)
+    every_time(state(4))
+    every_time(state(5))
+    assert saved() == 5

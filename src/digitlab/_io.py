@@ -9,9 +9,10 @@ from pathlib import Path
 _FILE_MODE = 0o644  # mkstemp makes files 0600; cached data and runs are meant to be shared
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
+def write_atomic(path: str | Path, data: bytes, sync: bool = True) -> None:
     """Write ``data`` to a temporary file in the same folder, then rename it over ``path``,
-    so a reader (or a crash) never sees a half-written file."""
+    so a reader (or a crash) never sees a half-written file. ``sync``: flush it to the disk
+    first (skip only for files that are rewritten again soon, such as progress)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -19,7 +20,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if sync:
+                os.fsync(out.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import platform
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,8 @@ __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_run
            "resume_run", "train_and_evaluate"]
 
 MODEL_FILE = "model.pt"
-CHECKPOINT_FILE = "checkpoint.pt"  # the training state after the last finished epoch
+CHECKPOINT_FILE = "checkpoint.pt"  # the training state after a recent finished epoch
+CHECKPOINT_SECONDS = 5.0  # training time between two checkpoint writes, at most
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
@@ -53,8 +55,8 @@ class RunResult:
     stopped: str | None = None  # why training stopped on its own (a NaN loss)
 
 
-def _write_text(path: Path, text: str) -> None:
-    write_atomic(path, text.encode("utf-8"))
+def _write_text(path: Path, text: str, sync: bool = True) -> None:
+    write_atomic(path, text.encode("utf-8"), sync)
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -128,25 +130,45 @@ def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
     })
+    checkpointer = _Checkpointer(run_dir)
     result = fit(model, x_train, y_train, config, x_val, y_val, observer,
-                 checkpoint=_checkpointer(run_dir))
-    return _finish(run_dir, config, model_config, data, result)
+                 checkpoint=checkpointer)
+    return _finish(run_dir, config, model_config, data, result, checkpointer)
 
 
-def _checkpointer(run_dir: Path):
-    """Write the training state and the history so far after each epoch, atomically: a run
-    killed at any moment can be resumed from its last finished epoch."""
-    def write(state: dict) -> None:
+class _Checkpointer:
+    """Takes the training state that :func:`~digitlab.train.fit` hands over after each epoch.
+    history.csv (for watching the run) is rewritten every epoch; checkpoint.pt, atomically,
+    after the first epoch and then once ``every`` seconds have passed since it was last
+    written, and by :meth:`flush`. So a killed run resumes from a recent epoch (losing at most
+    ``every`` seconds), and a run of many short epochs does not spend its time on them."""
+
+    def __init__(self, run_dir: Path, every: float = CHECKPOINT_SECONDS):
+        self.run_dir, self.every = run_dir, every
+        self.pending: dict | None = None
+        self.written_at: float | None = None
+
+    def __call__(self, state: dict) -> None:
+        _write_text(self.run_dir / "history.csv",
+                    _history_csv([EpochStats(**h) for h in state["history"]]), sync=False)
+        self.pending = state
+        if self.written_at is None or time.monotonic() - self.written_at >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the last state handed over, if it is not written yet."""
+        if self.pending is None:
+            return
         buffer = io.BytesIO()
-        torch.save(state, buffer)
-        write_atomic(run_dir / CHECKPOINT_FILE, buffer.getvalue())
-        _write_text(run_dir / "history.csv",
-                    _history_csv([EpochStats(**h) for h in state["history"]]))
-    return write
+        torch.save(self.pending, buffer)
+        write_atomic(self.run_dir / CHECKPOINT_FILE, buffer.getvalue())
+        self.pending, self.written_at = None, time.monotonic()
 
 
 def _finish(run_dir: Path, config: TrainConfig, model_config, data: Dataset,
-            result) -> RunResult:
+            result, checkpointer: _Checkpointer) -> RunResult:
+    if len(result.history) < config.epochs:  # stopped early: resume from its last epoch
+        checkpointer.flush()
     _write_text(run_dir / "history.csv", _history_csv(result.history))
     metrics = proba = None
     seconds = sum(h.seconds for h in result.history)  # every epoch, across resumptions
@@ -190,9 +212,10 @@ def resume_run(run_dir: str | Path, data: Dataset, observer=None) -> RunResult:
     model = build_model(model_config)
     x_train, y_train, x_val, y_val = split_validation(
         data.train_pixels, data.y_train, data.test_pixels, data.y_test, config)
+    checkpointer = _Checkpointer(run_dir)
     result = fit(model, x_train, y_train, config, x_val, y_val, observer, resume=state,
-                 checkpoint=_checkpointer(run_dir))
-    return _finish(run_dir, config, model_config, data, result)
+                 checkpoint=checkpointer)
+    return _finish(run_dir, config, model_config, data, result, checkpointer)
 
 
 def resume_config(run_dir: str | Path):
