@@ -16,6 +16,7 @@ medians. Prints a table and writes bench/results/speed.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -172,6 +173,8 @@ def main() -> int:
                         help="seeds of the best model (about 25 minutes each)")
     parser.add_argument("--best-runs", type=Path, nargs="*", default=[], metavar="RUN",
                         help="best-model runs trained before, evaluated with the new ones")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the runs in DIR (default: a temporary folder, removed)")
     parser.add_argument("--skip-reference", action="store_true",
                         help="skip the tf.keras programs and digitlab's seed recipes")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "speed.json",
@@ -179,7 +182,10 @@ def main() -> int:
     args = parser.parse_args()
     result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": "2 vCPU, no GPU",
                     "loadavg_start": os.getloadavg()}
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(args.keep)) if args.keep
+          else tempfile.TemporaryDirectory()) as tmp:
         work = Path(tmp)
         if not args.skip_reference:
             result["pairs"] = pairs(ensure_tf(), args.repeats, work)
