@@ -70,6 +70,11 @@ def _warp(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tens
         field = torch.randn(b, 2, _ELASTIC_GRID, _ELASTIC_GRID, generator=g).to(dev)
         field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=False)
         grid = grid + field.permute(0, 2, 3, 1) * (2 * cfg.elastic / h)
+    return _sample(x, grid)
+
+
+def _sample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, H, W) read at ``grid`` (B, H, W, 2), bilinear, blank outside."""
     return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="zeros",
                          align_corners=False)[:, 0]
 
@@ -120,6 +125,4 @@ def view(x: torch.Tensor, turn: float = 0.0, size: float = 1.0) -> torch.Tensor:
     angle = math.radians(turn)
     cos, sin = math.cos(angle) / size, math.sin(angle) / size
     theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype, device=x.device)
-    grid = F.affine_grid(theta.expand(b, 2, 3), (b, 1, h, w), align_corners=False)
-    return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)[:, 0]
+    return _sample(x, F.affine_grid(theta.expand(b, 2, 3), (b, 1, h, w), align_corners=False))

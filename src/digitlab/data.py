@@ -19,11 +19,11 @@ import numpy as np
 
 from .fetch import MNIST_FILES, Fetched, Progress, fetch
 
-__all__ = ["DATASETS", "Dataset", "DatasetInfo", "dataset_status", "load_dataset",
+__all__ = ["DATASETS", "PIXEL_MAX", "Dataset", "DatasetInfo", "dataset_status", "load_dataset",
            "load_digits20", "load_mnist", "other_caches", "to_float"]
 
 _DIGITS20 = "digits20.npz"
-_PIXEL_MAX = 255.0  # 8-bit grey levels, as MNIST stores them
+PIXEL_MAX = 255.0  # 8-bit grey levels, as MNIST stores them; to_float divides by it
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def to_float(images: np.ndarray) -> np.ndarray:
     if images.dtype != np.uint8:
         return images
     out = images.astype(np.float32)
-    return np.divide(out, _PIXEL_MAX, out=out)  # in place: MNIST as float32 is 188 MB
+    return np.divide(out, PIXEL_MAX, out=out)  # in place: MNIST as float32 is 188 MB
 
 
 def _read_digits20() -> dict[str, np.ndarray]:

@@ -21,14 +21,13 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .data import to_float
+from .data import PIXEL_MAX, to_float
 from .models import MLP
 
 __all__ = ["DenseNet", "can_train", "fit_dense"]
 
 _BETAS = (0.9, 0.999)  # Adam's defaults, in Keras and PyTorch alike
 _CHUNK_ROWS = 4096  # 8-bit rows made into floats at a time: 13 MB for MNIST, reused
-_PIXEL_MAX = 255.0
 
 
 def can_train(model: nn.Module, config: TrainConfig) -> bool:
@@ -132,7 +131,7 @@ def _as_inputs(rows: torch.Tensor, inputs: torch.Tensor) -> None:
     out = inputs[:len(rows), :-1]
     out.copy_(rows)
     if rows.dtype == torch.uint8:
-        out.div_(_PIXEL_MAX)
+        out.div_(PIXEL_MAX)
 
 
 def _validate(net: DenseNet, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000):
