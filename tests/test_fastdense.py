@@ -16,20 +16,25 @@ class Quiet:
 
 
 def reference(model, x, y, config):
-    """The plain way: autograd, nn.Module, torch.optim.Adam, the same shuffling stream."""
+    """The plain way: autograd, nn.Module, torch.optim.Adam, the same shuffling stream.
+    Returns each epoch's training loss, the mean over its batches' examples."""
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
     shuffle = torch.Generator().manual_seed(config.seed)
     x, y = torch.as_tensor(x), torch.as_tensor(y)
+    losses = []
     for _ in range(config.epochs):
         order = torch.randperm(len(x), generator=shuffle)
         xs, ys = x[order], y[order]
+        total = 0.0
         for i in range(0, len(x), config.batch_size):
-            loss = torch.nn.functional.cross_entropy(model(xs[i:i + config.batch_size]),
-                                                     ys[i:i + config.batch_size])
+            batch = ys[i:i + config.batch_size]
+            loss = torch.nn.functional.cross_entropy(model(xs[i:i + config.batch_size]), batch)
+            total += loss.item() * len(batch)
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return model
+        losses.append(total / len(x))
+    return losses
 
 
 def weights(model):
@@ -45,9 +50,10 @@ def test_agrees_with_autograd_and_adam_in_float64():
     model = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
     ours = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
     ours.load_state_dict(model.state_dict())
-    reference(model, x, y, config)
+    losses = reference(model, x, y, config)
     result = fit_dense(ours, x, y, config, None, None, Quiet(), dtype=torch.float64)
     assert not result.interrupted and len(result.history) == 3
+    assert np.allclose([h.loss for h in result.history], losses, rtol=0, atol=1e-12)
     difference = (weights(model) - weights(ours)).abs().max().item()
     assert difference < 1e-12, difference
     assert (weights(model) - weights(build_model(ModelConfig("mlp", (6, 6), (9, 7))).double())
@@ -61,13 +67,11 @@ def test_forward_and_gradients_match_autograd():
     x = net.inputs(8)
     x[:, :-1] = torch.rand(8, 16, dtype=torch.float64)
     y = torch.randint(0, 10, (8,))
-    logits = net.forward(x)
-    assert torch.allclose(logits, model(x[:, :-1]), atol=1e-14)
-    log_likelihood = torch.zeros((), dtype=torch.float64)
-    net.backward(x, torch.nn.functional.one_hot(y, 10).double(), logits, log_likelihood)
-    loss = torch.nn.functional.cross_entropy(model(x[:, :-1]), y)
-    loss.backward()
-    assert abs(-log_likelihood.item() / 8 - loss.item()) < 1e-14
+    out = torch.empty(8, 10, dtype=torch.float64)
+    logits = net.forward(x, out=out)
+    assert logits is out and torch.allclose(logits, model(x[:, :-1]), atol=1e-14)
+    net.backward(x, torch.nn.functional.one_hot(y, 10).double(), logits)
+    torch.nn.functional.cross_entropy(model(x[:, :-1]), y).backward()
     grads = torch.cat([torch.cat([m.weight.grad.T, m.bias.grad[None]]).flatten()
                        for m in model.modules() if isinstance(m, torch.nn.Linear)])
     assert torch.allclose(net.grads, grads, atol=1e-14)
@@ -111,3 +115,30 @@ def test_pixels_train_exactly_as_floats(monkeypatch):
         result = fit_dense(model, x, data.y_train, config, xv, data.y_test, Quiet())
         weights.append(torch.cat([p.flatten() for p in result.model.parameters()]))
     assert torch.equal(weights[0], weights[1])
+
+
+def test_running_loss_shown_during_an_epoch_ends_at_the_epochs_loss():
+    class Watching(Quiet):
+        def __init__(self):
+            self.shown = []
+
+        def on_epoch_start(self, epoch, steps):
+            self.shown.append([])
+
+        def on_step(self, step, running_loss):
+            if step % 2:  # asked now and then, as the progress bar does
+                self.shown[-1].append(running_loss())
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((70, 6, 6)), rng.integers(0, 10, 70)
+    config = TrainConfig.from_preset("seed-mlp", "digits20", epochs=2, batch_size=16)
+    model = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
+    reference_model = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
+    reference_model.load_state_dict(model.state_dict())
+    watching = Watching()
+    history = fit_dense(model, x, y, config, None, None, watching, dtype=torch.float64).history
+    losses = reference(reference_model, x, y, config)
+    for shown, stats, loss in zip(watching.shown, history, losses, strict=True):
+        assert len(shown) == 3  # steps 1, 3, 5 of 5
+        assert abs(shown[-1] - stats.loss) < 1e-12 and abs(stats.loss - loss) < 1e-12

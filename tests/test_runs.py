@@ -66,9 +66,11 @@ def test_run_names_do_not_collide(tmp_path):
     assert a != b and a.is_dir() and b.is_dir()
 
 
-def test_checkpoints_at_most_every_few_seconds(tmp_path):
-    """history.csv follows every epoch; checkpoint.pt is written after the first epoch, then
-    only once `every` seconds have passed, and on flush (a stopped run)."""
+def test_checkpoints_at_most_every_few_seconds(tmp_path, monkeypatch):
+    """checkpoint.pt is written after the first epoch, then only once `every` seconds have
+    passed, and on flush (a stopped run); history.csv with it, and between those once
+    HISTORY_SECONDS have passed."""
+    import digitlab.runs
     from digitlab.runs import CHECKPOINT_FILE, _Checkpointer
 
     def state(epochs):
@@ -79,13 +81,19 @@ def test_checkpoints_at_most_every_few_seconds(tmp_path):
     def saved():
         return torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epoch"]
 
+    def history_rows():
+        return len((tmp_path / "history.csv").read_text().splitlines()) - 1
+
+    monkeypatch.setattr(digitlab.runs, "HISTORY_SECONDS", 3600)
     write = _Checkpointer(tmp_path, every=3600)
     for epochs in (1, 2, 3):
         write(state(epochs))
-        assert len((tmp_path / "history.csv").read_text().splitlines()) == epochs + 1
-    assert saved() == 1
+        assert history_rows() == 1 and saved() == 1
     write.flush()
-    assert saved() == 3
+    assert saved() == 3 and history_rows() == 3
+    monkeypatch.setattr(digitlab.runs, "HISTORY_SECONDS", 0)
+    write(state(4))
+    assert history_rows() == 4 and saved() == 3
     every_time = _Checkpointer(tmp_path, every=0)
     every_time(state(4))
     every_time(state(5))

@@ -24,7 +24,7 @@ from ._cli_output import (
 )
 from ._threads import one_thread_children
 from .config import TrainConfig
-from .data import DATASETS
+from .data import DATASETS, to_float
 
 
 class CLIError(Exception):
@@ -139,7 +139,7 @@ def cmd_train(args) -> int:
     if args.engine != "local":
         raise UsageError("--engine goes with --ensemble K (members trained in parallel)")
     run_dir = Path(args.out) if args.out else new_run_dir("runs", config)
-    print(f"training {config.preset} on {data.name} ({len(data.x_train)} training digits, "
+    print(f"training {config.preset} on {data.name} ({len(data.y_train)} training digits, "
           f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, "
           f"{config.device}) -> {run_dir}")
     with _stops_cleanly(EpochBar(config.epochs)) as bar:
@@ -163,7 +163,7 @@ def _train_ensemble(args, config, data) -> int:
         print(f"member {m['member']} (seed {m['seed']}): test accuracy "
               f"{m['test_accuracy']:.2%} in {m['train_seconds']:.0f} s")
     print(f"ensemble of {args.ensemble}: test accuracy {record['test_accuracy']:.2%} on "
-          f"{len(data.x_test)} {data.name} test digits; recorded in {run_dir}/ensemble.json")
+          f"{len(data.y_test)} {data.name} test digits; recorded in {run_dir}/ensemble.json")
     return 0
 
 
@@ -185,7 +185,7 @@ def _trained(result, data, run_dir: Path, config, args) -> int:
     if result.metrics is None:
         print(f"stopped before the first epoch finished; {run_dir} holds only its config")
         return 130
-    print(f"test accuracy {result.metrics.accuracy:.2%} on {len(data.x_test)} {data.name} "
+    print(f"test accuracy {result.metrics.accuracy:.2%} on {len(data.y_test)} {data.name} "
           f"test digits; trained {len(result.history)} epochs in {result.train_seconds:.1f} s")
     if not args.no_plots:
         from .report import write_plots
@@ -431,12 +431,12 @@ def cmd_predict(args) -> int:
     dataset = args.dataset or loaded.meta.get("dataset", "digits20")
     _check_shape(loaded, dataset)
     data = _load(dataset, args)
-    images, labels = ((data.x_train, data.y_train) if args.split == "train"
-                      else (data.x_test, data.y_test))
+    images, labels = ((data.train_pixels, data.y_train) if args.split == "train"
+                      else (data.test_pixels, data.y_test))
     if not 0 <= args.sample < len(images):
         raise CLIError(f"--sample must be in 0..{len(images) - 1} for the {data.name} "
                        f"{args.split} part")
-    proba = predict_proba(loaded.model, images[args.sample:args.sample + 1])[0]
+    proba = predict_proba(loaded.model, to_float(images[args.sample:args.sample + 1]))[0]
     answer = {"file": f"{data.name}:{args.split}[{args.sample}]",
               "label": int(labels[args.sample]), "digit": int(proba.argmax()),
               "confidence": float(proba.max()), "probabilities": [float(p) for p in proba],

@@ -61,6 +61,7 @@ class DenseNet:
         self.params = torch.empty(total, dtype=dtype)
         self.grads = torch.zeros(total, dtype=dtype)
         self.W, self.G = self._views(self.params), self._views(self.grads)
+        self._W_t = [W[:-1].T for W in self.W[1:]]  # for the backward products dz @ W^T
         with torch.no_grad():
             for W, m in zip(self.W, linears, strict=True):
                 W[:-1].copy_(m.weight.T)
@@ -87,40 +88,42 @@ class DenseNet:
         return torch.ones(n, self.sizes[0][0] + 1, dtype=self.params.dtype)
 
     def _bufs(self, n: int):
-        """Activations for a batch of ``n``, allocated once per batch size."""
+        """Activations for a batch of ``n``, with the views the passes use, made once per
+        batch size."""
         if n not in self._buffers:
             dtype = self.params.dtype
             z = [torch.empty(n, o, dtype=dtype) for _, o in self.sizes]
             h = [torch.ones(n, o + 1, dtype=dtype) for _, o in self.sizes[:-1]]
             dh = [torch.empty(n, i, dtype=dtype) for i, _ in self.sizes[1:]]
-            self._buffers[n] = (z, h, dh)
+            self._buffers[n] = (z, h, [a[:, :-1] for a in h], [a.T for a in h], dh)
         return self._buffers[n]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (n, 10) for inputs (n, features + 1) whose last column is ones."""
-        z, h, _ = self._bufs(len(x))
-        inp = x
-        for layer, W in enumerate(self.W):
-            torch.mm(inp, W, out=z[layer])
-            if layer < len(h):
-                torch.clamp_min(z[layer], 0, out=h[layer][:, :-1])
-                inp = h[layer]
-        return z[-1]
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (n, 10) for inputs (n, features + 1) whose last column is ones, written
+        into ``out`` when given."""
+        z, h, relu_out, _, _ = self._bufs(len(x))
+        last = len(self.W) - 1
+        for layer, W in enumerate(self.W[:-1]):
+            torch.mm(x if layer == 0 else h[layer - 1], W, out=z[layer])
+            torch.clamp_min(z[layer], 0, out=relu_out[layer])
+        return torch.mm(h[last - 1] if last else x, self.W[last],
+                        out=z[last] if out is None else out)
 
     def backward(self, x: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor,
-                 loss_out: torch.Tensor) -> None:
-        """Gradients of the mean cross-entropy against one-hot ``targets`` into
-        ``self.grads``; the batch's summed log-likelihood goes to ``loss_out`` (0-d)."""
+                 x_t: torch.Tensor | None = None) -> None:
+        """Gradients of the mean cross-entropy of ``logits`` against one-hot ``targets`` into
+        ``self.grads``. ``x_t``: ``x.T``, when the caller keeps one."""
         n = len(x)
-        _, h, dh = self._bufs(n)
-        z, _, _ = self._buffers[n]
-        log_p = torch.log_softmax(logits, dim=1)
-        torch.sum(log_p.mul(targets), dim=(0, 1), out=loss_out)
-        dz = log_p.exp_().sub_(targets).div_(n)  # softmax minus one-hot, per example
+        z, _, _, h_t, dh = self._bufs(n)
+        dz = torch.softmax(logits, 1).sub_(targets)  # n times the mean loss's gradient
         for layer in range(len(self.sizes) - 1, -1, -1):
-            torch.mm((x if layer == 0 else h[layer - 1]).T, dz, out=self.G[layer])
+            # the mean's 1/n is applied in the last layer's two products; the rest inherit it
+            scale = 1 / n if layer == len(self.sizes) - 1 else 1
+            inp_t = h_t[layer - 1] if layer else (x.T if x_t is None else x_t)
+            torch.addmm(self.G[layer], inp_t, dz, beta=0, alpha=scale, out=self.G[layer])
             if layer:
-                torch.mm(dz, self.W[layer][:-1].T, out=dh[layer - 1])
+                torch.addmm(dh[layer - 1], dz, self._W_t[layer - 1], beta=0, alpha=scale,
+                            out=dh[layer - 1])
                 dz = torch.ops.aten.threshold_backward.grad_input(  # relu's gradient
                     dh[layer - 1], z[layer - 1], 0, grad_input=dh[layer - 1])
 
@@ -132,6 +135,25 @@ def _as_inputs(rows: torch.Tensor, inputs: torch.Tensor) -> None:
     out.copy_(rows)
     if rows.dtype == torch.uint8:
         out.div_(PIXEL_MAX)
+
+
+class _RunningLoss:
+    """The mean cross-entropy of an epoch's first rows, from the logits its steps kept: worked
+    out only when asked (the progress bar, the epoch's end), and only for new rows."""
+
+    def __init__(self, logits: torch.Tensor, labels: torch.Tensor):
+        self.logits, self.labels = logits, labels
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.done = 0.0, 0
+
+    def through(self, rows: int) -> float:
+        if rows > self.done:
+            self.total += float(torch.nn.functional.cross_entropy(
+                self.logits[self.done:rows], self.labels[self.done:rows], reduction="sum"))
+            self.done = rows
+        return self.total / rows
 
 
 def _validate(net: DenseNet, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000):
@@ -181,9 +203,11 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     xs, ts, ys = torch.empty_like(x), torch.empty_like(one_hot), torch.empty_like(y)
     chunk = bs * max(1, _CHUNK_ROWS // bs)  # rows made into floats at a time
     inputs = net.inputs(min(chunk, n))
-    # per-step loss and predictions, read back once an epoch: no host sync inside it
-    losses = torch.empty(steps, dtype=dtype)
-    predicted = torch.empty(n, dtype=torch.long)
+    in_views: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    # every step's logits, kept for the epoch's loss and accuracy: no host sync inside it
+    logits = torch.empty(n, one_hot.shape[1], dtype=dtype)
+    batch_logits, batch_targets = logits.split(bs), ts.split(bs)
+    running = _RunningLoss(logits, ys)
     finished = net.params.clone()
     start, interrupted, stopped = time.perf_counter(), False, None
     try:
@@ -194,22 +218,24 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
             torch.index_select(x, 0, order, out=xs)
             torch.index_select(one_hot, 0, order, out=ts)
             torch.index_select(y, 0, order, out=ys)
+            running.reset()
             for k, i in enumerate(range(0, n, bs)):
                 if i % chunk == 0:
                     _as_inputs(xs[i:i + chunk], inputs)
-                xb = inputs[i % chunk:i % chunk + min(bs, n - i)]
-                logits = net.forward(xb)
-                torch.argmax(logits, dim=1, out=predicted[i:i + bs])
-                net.backward(xb, ts[i:i + bs], logits, losses[k])
+                rows = (i % chunk, min(bs, n - i))
+                if rows not in in_views:
+                    xb = inputs[rows[0]:sum(rows)]
+                    in_views[rows] = xb, xb.T
+                xb, xb_t = in_views[rows]
+                net.backward(xb, batch_targets[k], net.forward(xb, out=batch_logits[k]), xb_t)
                 step += 1
                 torch._fused_adam_([net.params], [net.grads], [m], [v], [], [step],
                                    lr=config.lr, beta1=_BETAS[0], beta2=_BETAS[1],
                                    weight_decay=0.0, eps=config.adam_eps, amsgrad=False,
                                    maximize=False)
-                observer.on_step(k + 1, lambda: -float(losses[:k + 1].sum())  # noqa: B023
-                                 / min(i + bs, n))  # noqa: B023 (called now)
-            stats = EpochStats(epoch, -float(losses.sum()) / n,
-                               float((predicted == ys).sum()) / n, None, None,
+                observer.on_step(k + 1, lambda: running.through(i + rows[1]))  # noqa: B023
+            stats = EpochStats(epoch, running.through(n),
+                               float((logits.argmax(1) == ys).sum()) / n, None, None,
                                time.perf_counter() - t0)
             if stopped := _not_finite(stats):
                 break

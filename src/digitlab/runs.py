@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +39,7 @@ __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_run
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"  # the training state after a recent finished epoch
 CHECKPOINT_SECONDS = 5.0  # training time between two checkpoint writes, at most
+HISTORY_SECONDS = 1.0  # and between two rewrites of history.csv
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
@@ -138,27 +140,36 @@ def train_and_evaluate(config: TrainConfig, data: Dataset, run_dir: str | Path,
 
 class _Checkpointer:
     """Takes the training state that :func:`~digitlab.train.fit` hands over after each epoch.
-    history.csv (for watching the run) is rewritten every epoch; checkpoint.pt, atomically,
-    after the first epoch and then once ``every`` seconds have passed since it was last
-    written, and by :meth:`flush`. So a killed run resumes from a recent epoch (losing at most
-    ``every`` seconds), and a run of many short epochs does not spend its time on them."""
+    checkpoint.pt is written, atomically, after the first epoch and then once ``every``
+    seconds have passed since it was last written, and by :meth:`flush`; history.csv (for
+    watching the run) with it, and between those at most once a second. So a killed run
+    resumes from a recent epoch (losing at most ``every`` seconds), and a run of many short
+    epochs does not spend its time on files."""
 
     def __init__(self, run_dir: Path, every: float = CHECKPOINT_SECONDS):
         self.run_dir, self.every = run_dir, every
         self.pending: dict | None = None
         self.written_at: float | None = None
+        self.history_at = -math.inf
 
     def __call__(self, state: dict) -> None:
+        self.pending = state
+        now = time.monotonic()
+        if self.written_at is None or now - self.written_at >= self.every:
+            self.flush()
+        elif now - self.history_at >= HISTORY_SECONDS:
+            self._write_history(state)
+
+    def _write_history(self, state: dict) -> None:
         _write_text(self.run_dir / "history.csv",
                     _history_csv([EpochStats(**h) for h in state["history"]]), sync=False)
-        self.pending = state
-        if self.written_at is None or time.monotonic() - self.written_at >= self.every:
-            self.flush()
+        self.history_at = time.monotonic()
 
     def flush(self) -> None:
         """Write the last state handed over, if it is not written yet."""
         if self.pending is None:
             return
+        self._write_history(self.pending)
         buffer = io.BytesIO()
         torch.save(self.pending, buffer)
         write_atomic(self.run_dir / CHECKPOINT_FILE, buffer.getvalue())
