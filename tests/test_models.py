@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from digitlab.config import PRESETS, ModelConfig
-from digitlab.models import build_model, predict_proba
+from digitlab.models import Dropout, build_model, predict_proba
 
 
 def n_params(model):
@@ -71,6 +71,25 @@ def test_dropout_only_in_training_mode():
     assert torch.allclose(torch.as_tensor(probs).sum(1), torch.ones(4))
     assert (predict_proba(model, x.numpy()) == probs).all()
     assert model.training, "predict_proba restores the mode"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_keeps_its_share_scaled_and_passes_gradients_through_the_mask(dtype):
+    drop = Dropout(0.3)
+    x = torch.full((200, 50, 10), 2.0, dtype=dtype, requires_grad=True)
+    torch.manual_seed(5)
+    y = drop(x)
+    assert y.dtype == dtype
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01  # 100,000 draws: 0.7 +- 0.0015
+    assert torch.allclose(y[kept].float(), torch.tensor(2 / 0.7), rtol=1e-2)
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    torch.manual_seed(5)
+    assert torch.equal(drop(x), y), "the mask comes from torch's seeded random stream"
+    drop.eval()
+    assert drop(x) is x
+    assert Dropout(0.0).train()(x) is x
 
 
 def test_unknown_architecture():

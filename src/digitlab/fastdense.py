@@ -208,6 +208,8 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     logits = torch.empty(n, one_hot.shape[1], dtype=dtype)
     batch_logits, batch_targets = logits.split(bs), ts.split(bs)
     running = _RunningLoss(logits, ys)
+    one = torch.ones((), dtype=step.dtype)
+    adam_lists = [net.params], [net.grads], [m], [v], [], [step]
     finished = net.params.clone()
     start, interrupted, stopped = time.perf_counter(), False, None
     try:
@@ -228,11 +230,10 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                     in_views[rows] = xb, xb.T
                 xb, xb_t = in_views[rows]
                 net.backward(xb, batch_targets[k], net.forward(xb, out=batch_logits[k]), xb_t)
-                step += 1
-                torch._fused_adam_([net.params], [net.grads], [m], [v], [], [step],
-                                   lr=config.lr, beta1=_BETAS[0], beta2=_BETAS[1],
-                                   weight_decay=0.0, eps=config.adam_eps, amsgrad=False,
-                                   maximize=False)
+                step.add_(one)
+                torch._fused_adam_(*adam_lists, lr=config.lr, beta1=_BETAS[0],
+                                   beta2=_BETAS[1], weight_decay=0.0, eps=config.adam_eps,
+                                   amsgrad=False, maximize=False)
                 observer.on_step(k + 1, lambda: running.through(i + rows[1]))  # noqa: B023
             stats = EpochStats(epoch, running.through(n),
                                float((logits.argmax(1) == ys).sum()) / n, None, None,

