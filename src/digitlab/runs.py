@@ -39,7 +39,7 @@ __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_run
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"  # the training state after a recent finished epoch
 CHECKPOINT_SECONDS = 5.0  # training time between two checkpoint writes, at most
-HISTORY_SECONDS = 1.0  # and between two rewrites of history.csv
+HISTORY_SECONDS = 1.0  # between checkpoints, history.csv is rewritten at most this often
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
