@@ -108,13 +108,15 @@ def test_pixels_train_exactly_as_floats(monkeypatch):
     monkeypatch.setattr(digitlab.fastdense, "_CHUNK_ROWS", 1000)
     data = load_dataset("digits20")
     config = TrainConfig.from_preset("seed-20x20", epochs=2, seed=3)
-    weights = []
+    weights, validation = [], []
     for x, xv in ((data.train_pixels, data.test_pixels), (data.x_train, data.x_test)):
         torch.manual_seed(0)
         model = build_model(PRESETS["seed-20x20"].model_config((20, 20)))
         result = fit_dense(model, x, data.y_train, config, xv, data.y_test, Quiet())
         weights.append(torch.cat([p.flatten() for p in result.model.parameters()]))
+        validation.append([(h.val_loss, h.val_accuracy) for h in result.history])
     assert torch.equal(weights[0], weights[1])
+    assert validation[0] == validation[1] and validation[0][0][0] is not None
 
 
 def test_running_loss_shown_during_an_epoch_ends_at_the_epochs_loss():

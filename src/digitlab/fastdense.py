@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .data import PIXEL_MAX, to_float
+from .data import PIXEL_MAX
 from .models import MLP
 
 __all__ = ["DenseNet", "can_train", "fit_dense"]
@@ -156,12 +156,19 @@ class _RunningLoss:
         return self.total / rows
 
 
+def _rows(images: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """Images (N, H, W) as rows (N, H*W): 8-bit pixels kept so (made floats by
+    :func:`_as_inputs` a chunk at a time), float images in ``dtype``."""
+    x = torch.as_tensor(images).flatten(1)
+    return x if x.dtype == torch.uint8 else x.to(dtype)
+
+
 def _validate(net: DenseNet, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000):
     loss = correct = 0.0
     buf = net.inputs(chunk)
     for i in range(0, len(x), chunk):
+        _as_inputs(x[i:i + chunk], buf)
         xb = buf[:len(x[i:i + chunk])]
-        xb[:, :-1] = x[i:i + chunk]
         logits = net.forward(xb)
         loss += torch.nn.functional.cross_entropy(logits, y[i:i + chunk], reduction="sum")
         correct += (logits.argmax(1) == y[i:i + chunk]).sum()
@@ -178,14 +185,12 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     from .train import EpochStats, TrainResult, _not_finite
 
     net = DenseNet(model, dtype)
-    x = torch.as_tensor(x_train).flatten(1)  # float, or uint8 pixels kept so until batched
-    if x.dtype != torch.uint8:
-        x = x.to(dtype)
+    x = _rows(x_train, dtype)
     y = torch.as_tensor(y_train, dtype=torch.long)
     one_hot = torch.nn.functional.one_hot(y, 10).to(dtype)
     validating = x_val is not None
     if validating:
-        xv = torch.as_tensor(to_float(x_val), dtype=dtype).flatten(1)
+        xv = _rows(x_val, dtype)
         yv = torch.as_tensor(y_val, dtype=torch.long)
     m, v = torch.zeros_like(net.params), torch.zeros_like(net.params)
     step = torch.zeros((), dtype=torch.float32)
