@@ -148,6 +148,11 @@ def test_fetch_failure_names_sources_and_the_way_out(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "could not get mnist" in err and "HTTP 404" in err and "cache" in err
     assert "digitlab data import PATH" in err and "Traceback" not in err
+    # train loads its data in a background thread while PyTorch imports: the same one line
+    assert cli.main(["train", "--model", "seed-mlp", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "could not get mnist" in err and "HTTP 404" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def cli_mnist_files():

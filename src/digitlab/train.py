@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import math
-import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -23,11 +21,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .augment import AUGMENTS, augment
-from .config import PRESETS, TrainConfig
+from .config import TrainConfig
 from .data import to_float
 from .fastdense import can_train as can_train_fast
-from .fastdense import fit_dense, recipe_fits
+from .fastdense import fit_dense
 from .models import predict_logits
+from .optim import FusedAdam, one_cycle_lr
 
 __all__ = ["EpochStats", "TrainResult", "fit", "resolve_device", "split_validation"]
 
@@ -115,7 +114,7 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     in [0, 1] or 8-bit pixels (uint8, read as pixel / 255); so are the validation images.
 
     Each epoch shuffles with a generator seeded from ``config.seed``. After each epoch the
-    whole training state (weights, optimizer, schedule, averaged weights, random streams,
+    whole training state (weights, optimizer, averaged weights, random streams,
     history) goes to ``checkpoint``; passing such a state as ``resume`` continues from there
     exactly as if training had never stopped. Ctrl-C (KeyboardInterrupt) stops training and
     leaves the model with the weights of the last finished epoch; so does a loss that is no
@@ -130,18 +129,6 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: Trai
         x_val = None if x_val is None else to_float(x_val)
         return _fit(model, to_float(x_train), y_train, config, x_val, y_val, observer, resume,
                     checkpoint)
-
-
-def prefetch_optimizer_imports(config: TrainConfig) -> None:
-    """Start importing, in a background thread, what ``torch.optim`` imports the first time an
-    optimizer is made and steps: ``torch._dynamo``, about 1 s here on every run that trains
-    through autograd. Called before the data is loaded, the import overlaps it. The dense
-    trainer never touches ``torch.optim``, so its runs skip this."""
-    preset = PRESETS.get(config.preset)
-    if preset is None or (preset.arch == "mlp" and not preset.dropout and recipe_fits(config)):
-        return
-    threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True,
-                     name="digitlab-prefetch").start()
 
 
 @contextmanager
@@ -162,17 +149,16 @@ def _cpu_settings(threads: int | None):
         torch.set_num_threads(threads_before)
 
 
-def _optimizer(model: nn.Module, config: TrainConfig, steps: int, device: torch.device):
-    fused = device.type in ("cpu", "cuda")
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = kind(model.parameters(), lr=config.lr, eps=config.adam_eps,
-                     weight_decay=config.weight_decay, fused=fused)
-    schedule = None
+def _optimizer(model: nn.Module, config: TrainConfig) -> FusedAdam:
+    return FusedAdam(model.parameters(), lr=config.lr, eps=config.adam_eps,
+                     weight_decay=config.weight_decay, decoupled=config.optimizer == "adamw")
+
+
+def _learning_rate(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """The rate for each update (0-based): constant, or one cycle over the whole run."""
     if config.schedule == "onecycle":
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.2,
-            cycle_momentum=False)
-    return optimizer, schedule
+        return lambda step: one_cycle_lr(step, total_steps, config.lr, pct_start=0.2)
+    return lambda step: config.lr
 
 
 def _ema_update(decay: float):
@@ -218,13 +204,13 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer, resume=None,
     jitter = torch.Generator().manual_seed(config.seed + 1)  # the augmentation's own stream
     n, bs = len(x), config.batch_size
     steps = -(-n // bs)
-    optimizer, schedule = _optimizer(model, config, steps, device)
+    optimizer, rate = _optimizer(model, config), _learning_rate(config, config.epochs * steps)
     ema = AveragedModel(model, multi_avg_fn=_ema_update(config.ema),
                         use_buffers=True) if config.ema else None
     evaluated = ema.module if ema else model  # what is validated and kept
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.bf16 and _native_bf16(device))
-    parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "ema": ema}
+    parts = {"model": model, "optimizer": optimizer, "ema": ema}
     history = _restore(resume, parts, shuffle, jitter) if resume else []
     finished = copy.deepcopy(evaluated.state_dict())
     start, interrupted, stopped = time.perf_counter(), False, None
@@ -244,11 +230,9 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer, resume=None,
                 with autocast:
                     logits = model(xb)
                     loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 loss.backward()
-                optimizer.step()
-                if schedule:
-                    schedule.step()
+                optimizer.step(rate(optimizer.steps))
                 if ema:
                     ema.update_parameters(model)
                 loss_sum += loss.detach() * len(yb)
