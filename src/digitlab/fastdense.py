@@ -23,10 +23,10 @@ from torch import nn
 from .config import TrainConfig
 from .data import PIXEL_MAX
 from .models import MLP
+from .optim import BETAS
 
 __all__ = ["DenseNet", "can_train", "fit_dense"]
 
-_BETAS = (0.9, 0.999)  # Adam's defaults, in Keras and PyTorch alike
 _CHUNK_ROWS = 4096  # 8-bit rows made into floats at a time: 13 MB for MNIST, reused
 
 
@@ -236,8 +236,8 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                 xb, xb_t = in_views[rows]
                 net.backward(xb, batch_targets[k], net.forward(xb, out=batch_logits[k]), xb_t)
                 step.add_(one)
-                torch._fused_adam_(*adam_lists, lr=config.lr, beta1=_BETAS[0],
-                                   beta2=_BETAS[1], weight_decay=0.0, eps=config.adam_eps,
+                torch._fused_adam_(*adam_lists, lr=config.lr, beta1=BETAS[0],
+                                   beta2=BETAS[1], weight_decay=0.0, eps=config.adam_eps,
                                    amsgrad=False, maximize=False)
                 observer.on_step(k + 1, lambda: running.through(i + rows[1]))  # noqa: B023
             stats = EpochStats(epoch, running.through(n),
