@@ -213,3 +213,12 @@ def test_runs_table_sorted(tmp_path):
                                 "acc", "started"]
     assert "97.00%" in table[1]
     _one_line_error(run("runs", str(tmp_path / "none")), 1, "no such folder")
+
+
+def test_the_command_exits_with_mains_status_skipping_the_last_collection(monkeypatch):
+    frozen = []
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(cli.gc, "freeze", lambda: frozen.append(True))
+    with pytest.raises(SystemExit) as stop:
+        cli.run()
+    assert stop.value.code == 3 and frozen == [True]
