@@ -222,3 +222,18 @@ def test_the_command_exits_with_mains_status_skipping_the_last_collection(monkey
     with pytest.raises(SystemExit) as stop:
         cli.run()
     assert stop.value.code == 3 and frozen == [True]
+
+
+def test_train_refuses_before_fetching_anything(tmp_path, monkeypatch, capsys):
+    """An existing run as --out, or --engine without --ensemble: refused before the data
+    load starts (in the background, it would fetch MNIST for nothing)."""
+    import digitlab._cli_commands as commands
+    loads = []
+    monkeypatch.setattr(commands, "_load", lambda *a: loads.append(a))
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "model.pt").write_bytes(b"")
+    assert cli.main(["train", "--model", "seed-mlp", "--out", str(tmp_path / "done")]) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "seed-mlp", "--engine", "ray"]) == 2
+    assert "--engine goes with --ensemble" in capsys.readouterr().err
+    assert loads == []

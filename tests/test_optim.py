@@ -90,3 +90,33 @@ def test_parameters_without_gradients_are_left_alone():
     adam.step()
     assert not torch.equal(used, torch.ones(3)) and torch.equal(unused, torch.ones(3))
     assert float(adam.state_steps[0]) == 1 and float(adam.state_steps[1]) == 0
+
+
+def test_a_step_without_gradients_only_counts():
+    adam = FusedAdam([nn.Parameter(torch.ones(2))], lr=0.1, eps=1e-8)
+    adam.step()
+    assert adam.steps == 1 and float(adam.state_steps[0]) == 0
+
+
+def test_frozen_parameters_keep_torch_optims_numbering_and_wrong_states_are_refused():
+    model = _net()
+    model[0].bias.requires_grad_(False)
+    theirs = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    _train(model, lambda i: (theirs.step(), theirs.zero_grad()), 2)
+    ours = FusedAdam(model.parameters(), lr=1e-3, eps=1e-8)
+    ours.load_state_dict(theirs.state_dict())
+    assert torch.equal(ours.exp_avg[2], theirs.state[model[1].weight]["exp_avg"])
+    assert float(ours.state_steps[1]) == 0 and ours.steps == 2
+    with pytest.raises(ValueError, match="parameters"):
+        FusedAdam(list(model.parameters())[:-1], lr=1e-3, eps=1e-8).load_state_dict(
+            theirs.state_dict())
+    other = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 9))
+    with pytest.raises(ValueError, match="shape"):
+        FusedAdam(other.parameters(), lr=1e-3, eps=1e-8).load_state_dict(theirs.state_dict())
+
+
+def test_parameters_of_mixed_kinds_are_refused():
+    with pytest.raises(ValueError, match="one device"):
+        FusedAdam([nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2).double())],
+                  lr=0.1, eps=1e-8)

@@ -147,3 +147,25 @@ print("torch._dynamo" in sys.modules)
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_checkpoint_from_torch_optims_one_cycle_resumes_at_its_step():
+    """Runs checkpointed before digitlab.optim carry OneCycleLR's own position; resuming
+    takes it from there (here the optimizer itself never updated anything)."""
+    from digitlab.optim import FusedAdam
+    from digitlab.train import _restore
+    model = build_model(PRESETS["fastnet"].model_config((20, 20)))
+    reference = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=1e-3, total_steps=50,
+                                                   pct_start=0.2, cycle_momentum=False)
+    for _ in range(7):
+        reference.step()
+        schedule.step()
+    state = {"kind": "autograd", "history": [], "model": model.state_dict(),
+             "optimizer": reference.state_dict(), "schedule": schedule.state_dict(),
+             "shuffle": torch.Generator().get_state(), "jitter": torch.Generator().get_state(),
+             "torch_rng": torch.get_rng_state()}
+    ours = FusedAdam(model.parameters(), lr=1e-3, eps=1e-8)
+    _restore(state, {"model": model, "optimizer": ours, "ema": None}, torch.Generator(),
+             torch.Generator())
+    assert ours.steps == 7

@@ -25,7 +25,7 @@ from ._cli_output import (
     format_runs,
 )
 from ._threads import one_thread_children
-from .config import TrainConfig
+from .config import MODEL_FILE, TrainConfig
 from .data import DATASETS, to_float
 
 
@@ -120,22 +120,22 @@ def cmd_train(args) -> int:
             lr=args.lr, seed=args.seed, threads=args.threads)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    # Refusals first, so nothing is fetched for a command that cannot run: the device check
+    # needs PyTorch, and only an explicit GPU can be missing.
+    if args.out and (Path(args.out) / MODEL_FILE).exists():
+        raise CLIError(f"{args.out} already holds a run; choose another --out")
+    if args.engine != "local" and args.ensemble <= 1:
+        raise UsageError("--engine goes with --ensemble K (members trained in parallel)")
+    if args.device in ("cuda", "mps"):
+        _device(args.device)
     # Reading and checking the data (file reads and checksums, which release the GIL) goes on
     # while PyTorch imports (about 1 s): MNIST's 0.2-0.25 s is hidden.
     loaded = _in_background(_load, config.dataset, args)
-    from .runs import MODEL_FILE, new_run_dir, train_and_evaluate
-    from .train import resolve_device
-    try:
-        config = replace(config, device=resolve_device(args.device))
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    if args.out and (Path(args.out) / MODEL_FILE).exists():
-        raise CLIError(f"{args.out} already holds a run; choose another --out")
+    config = replace(config, device=_device(args.device))
+    from .runs import new_run_dir, train_and_evaluate
     data = loaded()
     if args.ensemble > 1:
         return _train_ensemble(args, config, data)
-    if args.engine != "local":
-        raise UsageError("--engine goes with --ensemble K (members trained in parallel)")
     run_dir = Path(args.out) if args.out else new_run_dir("runs", config)
     print(f"training {config.preset} on {data.name} ({len(data.y_train)} training digits, "
           f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, "
@@ -156,6 +156,14 @@ def _resume(args) -> int:
     with _stops_cleanly(EpochBar(config.epochs)) as bar:
         result = resume_run(args.resume, data, bar)
     return _trained(result, data, Path(args.resume), config, args)
+
+
+def _device(name: str) -> str:
+    from .train import resolve_device  # imports PyTorch
+    try:
+        return resolve_device(name)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _in_background(fn, *args):

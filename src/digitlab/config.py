@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-__all__ = ["AUGMENT_NAMES", "MIN_CONFIDENCE", "PRESETS", "RECIPES", "ModelConfig", "Preset",
-           "Recipe", "TrainConfig"]
+__all__ = ["AUGMENT_NAMES", "MIN_CONFIDENCE", "MODEL_FILE", "PRESETS", "RECIPES", "ModelConfig",
+           "Preset", "Recipe", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ AUGMENT_NAMES = ("none", "standard", "robust")
 # Answers below this confidence are flagged, not hidden: the bundled model gives most real
 # digits more and most scribbles and letters less (bench/reading.py measures both).
 MIN_CONFIDENCE = 0.7
+# A run directory's model file. Named here, where nothing imports PyTorch, so the CLI can refuse
+# to train over a finished run before PyTorch loads or any data is fetched.
+MODEL_FILE = "model.pt"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["FusedAdam", "one_cycle_lr"]
+__all__ = ["BETAS", "FusedAdam", "one_cycle_lr"]
 
 BETAS = (0.9, 0.999)  # Adam's defaults, in Keras and PyTorch alike
 _WARMUP_DIV, _FINAL_DIV = 25.0, 1e4  # OneCycleLR's defaults: start at max/25, end at start/1e4
@@ -25,13 +25,16 @@ _WARMUP_DIV, _FINAL_DIV = 25.0, 1e4  # OneCycleLR's defaults: start at max/25, e
 class FusedAdam:
     """Adam, or AdamW with ``decoupled=True``, over ``params``: one fused kernel call per step.
 
-    ``step(lr)`` updates every parameter that has a gradient; ``steps`` counts the updates
-    made (the one-cycle rate is a function of it).
+    ``step(lr)`` updates every parameter that has a gradient; ``steps`` counts the calls (the
+    one-cycle rate is a function of it). The parameters must share one device and dtype (the
+    kernel takes one list; torch.optim would split them into one call per kind).
     """
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, eps: float,
                  weight_decay: float = 0.0, decoupled: bool = False):
-        self.params = [p for p in params if p.requires_grad]
+        self.params = list(params)
+        if len({(p.device, p.dtype) for p in self.params}) > 1:
+            raise ValueError("FusedAdam needs all parameters on one device, in one dtype")
         self.lr, self.eps, self.weight_decay, self.decoupled = lr, eps, weight_decay, decoupled
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format)
                         for p in self.params]
@@ -48,7 +51,10 @@ class FusedAdam:
 
     @torch.no_grad()
     def step(self, lr: float | None = None) -> None:
+        self.steps += 1
         have = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not have:
+            return
         steps = [self.state_steps[i] for i in have]
         torch._foreach_add_(steps, 1)
         self._kernel([self.params[i] for i in have], [self.params[i].grad for i in have],
@@ -56,11 +62,11 @@ class FusedAdam:
                      steps, amsgrad=False, lr=self.lr if lr is None else lr, beta1=BETAS[0],
                      beta2=BETAS[1], weight_decay=self.weight_decay, eps=self.eps,
                      maximize=False)
-        self.steps += 1
 
     def state_dict(self) -> dict:
-        """torch.optim's format (so checkpoints written before this class still resume)."""
-        return {"state": {i: {"step": s.clone(), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
+        """torch.optim's format (so checkpoints written before this class still resume); like
+        torch.optim's, it holds the live tensors: copy it to keep it."""
+        return {"state": {i: {"step": s, "exp_avg": m, "exp_avg_sq": v}
                           for i, (s, m, v) in enumerate(zip(
                               self.state_steps, self.exp_avg, self.exp_avg_sq, strict=True))},
                 "param_groups": [{"lr": self.lr, "betas": BETAS, "eps": self.eps,
@@ -71,14 +77,22 @@ class FusedAdam:
 
     def load_state_dict(self, state: dict) -> None:
         saved = state["state"]
+        group = state["param_groups"][0]["params"]
+        if len(state["param_groups"]) != 1 or len(group) != len(self.params):
+            raise ValueError(f"the saved optimizer state is for {len(group)} parameters in "
+                             f"{len(state['param_groups'])} groups, not {len(self.params)}")
+        for i, p in enumerate(self.params):
+            if i in saved and saved[i]["exp_avg"].shape != p.shape:
+                raise ValueError(f"the saved optimizer state of parameter {i} has shape "
+                                 f"{tuple(saved[i]['exp_avg'].shape)}, not {tuple(p.shape)}")
         for i, (s, m, v) in enumerate(zip(self.state_steps, self.exp_avg, self.exp_avg_sq,
                                           strict=True)):
             if i in saved:
                 s.copy_(saved[i]["step"])
                 m.copy_(saved[i]["exp_avg"])
                 v.copy_(saved[i]["exp_avg_sq"])
-        # torch.optim's own dicts do not count steps; every parameter's count is the same
-        self.steps = state.get("steps", int(self.state_steps[0]) if self.params else 0)
+        # torch.optim's own dicts do not count calls: the most any parameter was updated
+        self.steps = state.get("steps", max((int(s) for s in self.state_steps), default=0))
 
 
 def one_cycle_lr(step: int, total_steps: int, max_lr: float, pct_start: float) -> float:

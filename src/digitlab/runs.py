@@ -26,7 +26,7 @@ import torch
 from . import __version__
 from ._io import write_atomic
 from .checkpoint import save_model
-from .config import PRESETS, ModelConfig, TrainConfig
+from .config import MODEL_FILE, PRESETS, ModelConfig, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, evaluate
 from .models import build_model
@@ -36,7 +36,6 @@ __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_run
            "model_file", "new_run_dir", "read_history", "read_json", "resume_config",
            "resume_run", "train_and_evaluate"]
 
-MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"  # the training state after a recent finished epoch
 CHECKPOINT_SECONDS = 5.0  # training time between two checkpoint writes, at most
 HISTORY_SECONDS = 1.0  # between checkpoints, history.csv is rewritten at most this often

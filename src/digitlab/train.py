@@ -274,6 +274,8 @@ def _restore(state: dict, parts: dict, shuffle, jitter) -> list[EpochStats]:
     for key, part in parts.items():
         if part is not None:
             part.load_state_dict(state[key])
+    if "schedule" in state:  # written with torch.optim's OneCycleLR, which kept the position
+        parts["optimizer"].steps = state["schedule"]["last_epoch"]
     shuffle.set_state(state["shuffle"])
     jitter.set_state(state["jitter"])
     torch.set_rng_state(state["torch_rng"])
