@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import statistics
@@ -125,13 +126,26 @@ def pairs(tf_python: Path, repeats: int, work: Path) -> dict:
     return out
 
 
-def inference(models: dict[str, str], work: Path) -> dict:
+def inference(rows: list[tuple[str, str, str, bool]], work: Path) -> dict:
+    """Each row (label, model: a run or "bundled", engine: torch, numpy or onnx, whether to
+    time a cold `digitlab predict` with it): single-image p50/p99 and batch throughput on the
+    MNIST test set through Recognizer, in its own process with default threads."""
     code = r"""
-import json, sys, time, numpy as np, torch
+import json, sys, time, numpy as np
 from digitlab.recognize import Recognizer
 from digitlab.data import load_dataset
-rec = Recognizer.load(None if sys.argv[1] == "bundled" else sys.argv[1])
-x = load_dataset("mnist", sys.argv[2]).x_test
+model, engine = (None if sys.argv[1] == "bundled" else sys.argv[1]), sys.argv[2]
+if engine == "onnx":
+    from digitlab.checkpoint import load_model
+    from digitlab.export import OnnxBackend
+    from digitlab._bundled import bundled_path
+    from digitlab.runs import model_file
+    loaded = load_model(bundled_path() if model is None else model_file(model))
+    rec = Recognizer(loaded, backend=OnnxBackend.for_model(loaded))
+else:
+    rec = Recognizer.load(model, engine=engine)
+assert ("torch" in sys.modules) == (engine != "numpy")
+x = load_dataset("mnist", sys.argv[3]).x_test
 one = x[:1]
 for _ in range(50): rec.probabilities(one)
 times = []
@@ -150,17 +164,19 @@ print(json.dumps({"single_p50_ms": float(np.median(times) * 1000),
     from digits import on_paper  # the same handwriting the tests read
     on_paper([7]).save(png)
     out = {}
-    for name, model in models.items():
-        done = subprocess.run([str(PYTHON), "-c", code, model, cache], capture_output=True,
-                              text=True, check=True)
-        row = json.loads(done.stdout)
-        chosen = [] if model == "bundled" else ["--model", model]
-        colds = [timed([str(DIGITLAB), "predict", str(png), *chosen])[0] for _ in range(5)]
-        row["cold_start_seconds"] = statistics.median(colds)
-        out[name] = row
-        print(f"inference {name}: single p50 {row['single_p50_ms']:.3f} ms, batch "
-              f"{row['batch_images_per_second']:,.0f} images/s, cold start "
-              f"{row['cold_start_seconds']:.2f} s", flush=True)
+    for label, model, engine, cold in rows:
+        done = subprocess.run([str(PYTHON), "-c", code, model, engine, cache],
+                              capture_output=True, text=True, check=True)
+        row = {"model": model, "engine": engine, **json.loads(done.stdout)}
+        if cold:  # predict runs the bundled model in NumPy, a run's model in PyTorch
+            chosen = [] if model == "bundled" else ["--model", model]
+            colds = [timed([str(DIGITLAB), "predict", str(png), *chosen])[0] for _ in range(5)]
+            row["cold_start_seconds"] = statistics.median(colds)
+        out[label] = row
+        print(f"inference {label}: single p50 {row['single_p50_ms']:.3f} ms, batch "
+              f"{row['batch_images_per_second']:,.0f} images/s"
+              + (f", cold start {row['cold_start_seconds']:.2f} s" if cold else ""),
+              flush=True)
     return out
 
 
@@ -204,7 +220,12 @@ def main() -> int:
                                        "test_accuracy": evaluate_runs(runs, tta=False),
                                        "tta_test_accuracy": evaluate_runs(runs, tta=True)}
         mlp = digitlab_train(["--model", "seed-mlp", "--epochs", "1"], work)["run"]
-        result["inference"] = inference({"seed-mlp": mlp, "bundled digitnet": "bundled"}, work)
+        rows = [("seed-mlp, PyTorch", mlp, "torch", True),
+                ("bundled digitnet, NumPy", "bundled", "numpy", True),
+                ("bundled digitnet, PyTorch", "bundled", "torch", False)]
+        if importlib.util.find_spec("onnxruntime"):
+            rows.append(("bundled digitnet, ONNX Runtime", "bundled", "onnx", False))
+        result["inference"] = inference(rows, work)
     result["loadavg_end"] = os.getloadavg()
     report(result)
     write_result(result, args.out)
