@@ -145,7 +145,8 @@ def main() -> int:
     cache = cache_dir()
     mnist, _ = load_mnist(cache)
     images = np.rint(mnist.x_test * 255).astype(np.uint8)
-    rec = Recognizer.load(args.model)
+    # the engine `digitlab predict` and `read` use: NumPy for the bundled model
+    rec = Recognizer.load(args.model, engine="torch" if args.model else "numpy")
     load_before = os.getloadavg()[0]
     timing_ms = timing(rec, images, mnist.y_test)  # first, while nothing else runs
     t = time.time()
