@@ -120,3 +120,20 @@ def test_parameters_of_mixed_kinds_are_refused():
     with pytest.raises(ValueError, match="one device"):
         FusedAdam([nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2).double())],
                   lr=0.1, eps=1e-8)
+
+
+def test_gradients_kept_beside_the_parameters_update_as_grad_does():
+    """The dense trainer's way: plain tensors, its gradients in tensors of its own."""
+    data = torch.Generator().manual_seed(3)
+    grads = [torch.randn(5, generator=data) for _ in range(4)]
+    leaf = nn.Parameter(torch.ones(5))
+    by_grad = FusedAdam([leaf], lr=0.01, eps=1e-8, weight_decay=0.1)
+    plain, kept = torch.ones(5), torch.empty(5)
+    beside = FusedAdam([plain], lr=0.01, eps=1e-8, weight_decay=0.1, grads=[kept])
+    for g in grads:
+        leaf.grad = g.clone()
+        by_grad.step()
+        kept.copy_(g)
+        beside.step()
+    assert torch.equal(leaf.detach(), plain) and not torch.equal(plain, torch.ones(5))
+    assert beside.steps == 4 and float(beside.state_steps[0]) == 4

@@ -23,7 +23,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import PIXEL_MAX
 from .models import MLP
-from .optim import BETAS
+from .optim import FusedAdam
 
 __all__ = ["DenseNet", "can_train", "fit_dense"]
 
@@ -192,8 +192,8 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     if validating:
         xv = _rows(x_val, dtype)
         yv = torch.as_tensor(y_val, dtype=torch.long)
-    m, v = torch.zeros_like(net.params), torch.zeros_like(net.params)
-    step = torch.zeros((), dtype=torch.float32)
+    adam = FusedAdam([net.params], lr=config.lr, eps=config.adam_eps, grads=[net.grads])
+    m, v, step = adam.exp_avg[0], adam.exp_avg_sq[0], adam.state_steps[0]  # as checkpointed
     shuffle = torch.Generator().manual_seed(config.seed)
     history = []
     if resume:
@@ -213,8 +213,6 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     logits = torch.empty(n, one_hot.shape[1], dtype=dtype)
     batch_logits, batch_targets = logits.split(bs), ts.split(bs)
     running = _RunningLoss(logits, ys)
-    one = torch.ones((), dtype=step.dtype)
-    adam_lists = [net.params], [net.grads], [m], [v], [], [step]
     finished = net.params.clone()
     start, interrupted, stopped = time.perf_counter(), False, None
     try:
@@ -235,10 +233,7 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                     in_views[rows] = xb, xb.T
                 xb, xb_t = in_views[rows]
                 net.backward(xb, batch_targets[k], net.forward(xb, out=batch_logits[k]), xb_t)
-                step.add_(one)
-                torch._fused_adam_(*adam_lists, lr=config.lr, beta1=BETAS[0],
-                                   beta2=BETAS[1], weight_decay=0.0, eps=config.adam_eps,
-                                   amsgrad=False, maximize=False)
+                adam.step()
                 observer.on_step(k + 1, lambda: running.through(i + rows[1]))  # noqa: B023
             stats = EpochStats(epoch, running.through(n),
                                float((logits.argmax(1) == ys).sum()) / n, None, None,

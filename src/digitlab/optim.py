@@ -25,13 +25,16 @@ _WARMUP_DIV, _FINAL_DIV = 25.0, 1e4  # OneCycleLR's defaults: start at max/25, e
 class FusedAdam:
     """Adam, or AdamW with ``decoupled=True``, over ``params``: one fused kernel call per step.
 
-    ``step(lr)`` updates every parameter that has a gradient; ``steps`` counts the calls (the
+    ``step(lr)`` updates every parameter that has a gradient in its ``.grad``, or, with
+    ``grads``, every parameter from the tensor beside it that a trainer writes its gradients
+    into (plain tensors, no autograd: the dense trainer's). ``steps`` counts the calls (the
     one-cycle rate is a function of it). The parameters must share one device and dtype (the
     kernel takes one list; torch.optim would split them into one call per kind).
     """
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, eps: float,
-                 weight_decay: float = 0.0, decoupled: bool = False):
+                 weight_decay: float = 0.0, decoupled: bool = False,
+                 grads: Iterable[torch.Tensor] | None = None):
         self.params = list(params)
         if len({(p.device, p.dtype) for p in self.params}) > 1:
             raise ValueError("FusedAdam needs all parameters on one device, in one dtype")
@@ -44,22 +47,34 @@ class FusedAdam:
                             for p in self.params]
         self.steps = 0
         self._kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+        # the kernel's lists, made once when the gradients always live in the same tensors
+        self._lists = None if grads is None else (self.params, list(grads), self.exp_avg,
+                                                  self.exp_avg_sq, [], self.state_steps)
+        self._one = torch.ones((), dtype=torch.float32)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    @torch.no_grad()
     def step(self, lr: float | None = None) -> None:
         self.steps += 1
+        if self._lists is not None:  # plain tensors: no autograd to keep out (a step here
+            for s in self.state_steps:  # is a few microseconds of a dense trainer's step)
+                s.add_(self._one)
+            self._update(self._lists, lr)
+            return
         have = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not have:
             return
-        steps = [self.state_steps[i] for i in have]
-        torch._foreach_add_(steps, 1)
-        self._kernel([self.params[i] for i in have], [self.params[i].grad for i in have],
-                     [self.exp_avg[i] for i in have], [self.exp_avg_sq[i] for i in have], [],
-                     steps, amsgrad=False, lr=self.lr if lr is None else lr, beta1=BETAS[0],
+        lists = ([self.params[i] for i in have], [self.params[i].grad for i in have],
+                 [self.exp_avg[i] for i in have], [self.exp_avg_sq[i] for i in have], [],
+                 [self.state_steps[i] for i in have])
+        with torch.no_grad():  # the parameters are autograd leaves, updated in place
+            torch._foreach_add_(lists[5], 1)
+            self._update(lists, lr)
+
+    def _update(self, lists: tuple, lr: float | None) -> None:
+        self._kernel(*lists, amsgrad=False, lr=self.lr if lr is None else lr, beta1=BETAS[0],
                      beta2=BETAS[1], weight_decay=self.weight_decay, eps=self.eps,
                      maximize=False)
 
