@@ -126,12 +126,11 @@ def cmd_train(args) -> int:
         raise CLIError(f"{args.out} already holds a run; choose another --out")
     if args.engine != "local" and args.ensemble <= 1:
         raise UsageError("--engine goes with --ensemble K (members trained in parallel)")
-    if args.device in ("cuda", "mps"):
-        _device(args.device)
+    gpu = _device(args.device) if args.device in ("cuda", "mps") else None
     # Reading and checking the data (file reads and checksums, which release the GIL) goes on
     # while PyTorch imports (about 1 s): MNIST's 0.2-0.25 s is hidden.
     loaded = _in_background(_load, config.dataset, args)
-    config = replace(config, device=_device(args.device))
+    config = replace(config, device=gpu or _device(args.device))
     from .runs import new_run_dir, train_and_evaluate
     data = loaded()
     if args.ensemble > 1:
