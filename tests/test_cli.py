@@ -190,6 +190,23 @@ def test_no_plots_never_imports_matplotlib(tmp_path, home):
     assert not (tmp_path / "run" / "plots").exists()
 
 
+def test_pytorch_imports_with_the_collector_paused():
+    """Commands import PyTorch without a garbage collection (it would find nothing to free),
+    leave its objects out of later collections, and turn the collector back on."""
+    code = """
+import gc, sys
+from digitlab import _cli_commands
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(1))
+_cli_commands._import_torch()
+during, frozen, enabled = len(collections), gc.get_freeze_count(), gc.isenabled()
+print("torch" in sys.modules, during, frozen > 50_000, enabled)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "True 0 True True", done.stderr
+
+
 def test_runs_table_sorted(tmp_path):
     for name, acc, seconds, started in [("a", 0.91, 5.0, "2026-01-02"), ("b", 0.97, 9.0,
                                          "2026-01-01"), ("c", 0.95, 1.0, "2026-01-03")]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -37,6 +38,22 @@ class UsageError(CLIError):
     """Arguments that do not make a valid command: exit status 2, as argparse's own."""
 
 
+def _import_torch() -> None:
+    """Import PyTorch with the cyclic garbage collector paused, then freeze what exists: the
+    ~100k objects the import makes all live on, so collecting during the import finds nothing
+    to free, and a frozen object is never walked by a later collection (reference counting
+    still frees it). Commands call this before their first import of a module that needs
+    PyTorch."""
+    if "torch" in sys.modules or not gc.isenabled():
+        return
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 # -- the environment, read at the edge --------------------------------------------------------
 
 
@@ -62,6 +79,7 @@ def _load(name: str, args):
 
 def _load_model(run: str | None, device: str = "cpu"):
     """The model of a run directory or model file, or the bundled one when ``run`` is None."""
+    _import_torch()
     from .checkpoint import bundled_path, load_model
     from .runs import model_file
     if run is None and not bundled_path().is_file():
@@ -148,6 +166,7 @@ def _resume(args) -> int:
     if args.model or args.recipe:
         raise UsageError("--resume continues a run with its own settings: drop "
                          "--model and --recipe")
+    _import_torch()
     from .runs import resume_config, resume_run
     config, _ = resume_config(args.resume)
     data = _load(config.dataset, args)
@@ -158,7 +177,8 @@ def _resume(args) -> int:
 
 
 def _device(name: str) -> str:
-    from .train import resolve_device  # imports PyTorch
+    _import_torch()
+    from .train import resolve_device
     try:
         return resolve_device(name)
     except ValueError as exc:
@@ -311,6 +331,7 @@ def _app_from_environment():
 
 
 def cmd_export(args) -> int:
+    _import_torch()
     try:
         from .export import export_onnx
     except ImportError:
@@ -330,6 +351,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
+    _import_torch()
     from .evaluate import evaluate
     from .report import write_plots, write_report
     from .runs import read_history, read_json
@@ -361,6 +383,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _import_torch()
     from .ensemble import ENSEMBLE_FILE, average
     from .evaluate import TTA_VIEWS, evaluate
     runs = []
