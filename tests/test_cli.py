@@ -230,6 +230,11 @@ def test_runs_table_sorted(tmp_path):
                                 "acc", "started"]
     assert "97.00%" in table[1]
     _one_line_error(run("runs", str(tmp_path / "none")), 1, "no such folder")
+    code = ("import sys; from digitlab.cli import main; "
+            f"code = main(['runs', {str(tmp_path)!r}, '--json']); "
+            "print(code, 'torch' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "0 False", done.stderr  # listing is quick
 
 
 def test_the_command_exits_with_mains_status_skipping_the_last_collection(monkeypatch):

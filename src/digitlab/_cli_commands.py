@@ -370,7 +370,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs import list_runs
+    from .runlist import list_runs
     root = Path(args.dir)
     if not root.is_dir():
         raise CLIError(f"no such folder: {root}")

@@ -30,6 +30,7 @@ from .config import MODEL_FILE, PRESETS, ModelConfig, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, evaluate
 from .models import build_model
+from .runlist import RunSummary, list_runs, read_json
 from .train import EpochStats, fit, split_validation
 
 __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_runs",
@@ -62,10 +63,6 @@ def _write_text(path: Path, text: str, sync: bool = True) -> None:
 
 def _write_json(path: Path, obj: dict) -> None:
     _write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _history_csv(history: list[EpochStats]) -> str:
@@ -248,36 +245,3 @@ def read_history(run_dir: str | Path) -> list[EpochStats]:
         return [EpochStats(number(r["epoch"], int), number(r["loss"]), number(r["accuracy"]),
                            number(r["val_loss"]), number(r["val_accuracy"]),
                            number(r["seconds"])) for r in csv.DictReader(f)]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One row of ``digitlab runs``."""
-
-    path: str
-    preset: str
-    dataset: str
-    epochs: int
-    train_seconds: float | None
-    test_accuracy: float | None  # None for a run stopped before its first epoch ended
-    started: str
-    interrupted: bool
-
-
-def list_runs(root: str | Path) -> list[RunSummary]:
-    """Every run directory directly under ``root`` (those with a config.json), unsorted.
-    A run whose files cannot be read is skipped rather than failing the listing."""
-    summaries = []
-    for config_path in sorted(Path(root).glob("*/config.json")):
-        run = config_path.parent
-        try:
-            config = read_json(config_path)
-            metrics = read_json(run / "metrics.json") if (run / "metrics.json").exists() else {}
-            summaries.append(RunSummary(
-                str(run), config["train"]["preset"], config["data"]["name"],
-                metrics.get("epochs_completed", 0), metrics.get("train_seconds"),
-                metrics.get("test_accuracy"), config.get("started", ""),
-                metrics.get("interrupted", False)))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return summaries

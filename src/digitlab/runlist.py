@@ -1,0 +1,47 @@
+"""The table of runs behind ``digitlab runs``, read from each run directory's JSON files
+without loading PyTorch, so a listing starts in a fraction of a second."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RunSummary", "list_runs", "read_json"]
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of ``digitlab runs``."""
+
+    path: str
+    preset: str
+    dataset: str
+    epochs: int
+    train_seconds: float | None
+    test_accuracy: float | None  # None for a run stopped before its first epoch ended
+    started: str
+    interrupted: bool
+
+
+def list_runs(root: str | Path) -> list[RunSummary]:
+    """Every run directory directly under ``root`` (those with a config.json), unsorted.
+    A run whose files cannot be read is skipped rather than failing the listing."""
+    summaries = []
+    for config_path in sorted(Path(root).glob("*/config.json")):
+        run = config_path.parent
+        try:
+            config = read_json(config_path)
+            metrics = read_json(run / "metrics.json") if (run / "metrics.json").exists() else {}
+            summaries.append(RunSummary(
+                str(run), config["train"]["preset"], config["data"]["name"],
+                metrics.get("epochs_completed", 0), metrics.get("train_seconds"),
+                metrics.get("test_accuracy"), config.get("started", ""),
+                metrics.get("interrupted", False)))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return summaries
