@@ -1,11 +1,13 @@
 """The hand-written dense trainer against autograd and torch.optim.Adam, in float64."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from digitlab.config import PRESETS, ModelConfig, TrainConfig
-from digitlab.fastdense import DenseNet, can_train, fit_dense
+from digitlab.fastdense import _MASKED, DenseNet, can_train, fit_dense
 from digitlab.models import build_model
 
 
@@ -64,17 +66,53 @@ def test_forward_and_gradients_match_autograd():
     torch.manual_seed(1)
     model = build_model(ModelConfig("mlp", (4, 4), (5,))).double()
     net = DenseNet(model, torch.float64)
+    assert net.width == 16 and net.n_out == 10
     x = net.inputs(8)
     x[:, :-1] = torch.rand(8, 16, dtype=torch.float64)
     y = torch.randint(0, 10, (8,))
-    out = torch.empty(8, 10, dtype=torch.float64)
+    out = torch.empty(8, net.width, dtype=torch.float64)
     logits = net.forward(x, out=out)
-    assert logits is out and torch.allclose(logits, model(x[:, :-1]), atol=1e-14)
-    net.backward(x, torch.nn.functional.one_hot(y, 10).double(), logits)
+    assert logits is out and torch.allclose(logits[:, :10], model(x[:, :-1]), atol=1e-14)
+    assert (logits[:, 10:] == _MASKED).all()
+    net.backward(x, torch.nn.functional.one_hot(y, net.width).double(), logits)
     torch.nn.functional.cross_entropy(model(x[:, :-1]), y).backward()
     grads = torch.cat([torch.cat([m.weight.grad.T, m.bias.grad[None]]).flatten()
                        for m in model.modules() if isinstance(m, torch.nn.Linear)])
-    assert torch.allclose(net.grads, grads, atol=1e-14)
+    assert torch.allclose(net.unpadded(net.grads), grads, atol=1e-14)
+    assert (net.G[-1][:, 10:] == 0).all()  # the padding's gradient is exactly zero
+
+
+def test_the_output_padding_never_moves(monkeypatch):
+    """The output layer's extra columns keep zero weights and the masking bias through
+    training, with zero Adam moments; the unpadded layout round-trips."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 5, 5)), rng.integers(0, 10, 64)
+    config = TrainConfig.from_preset("seed-mlp", "digits20", epochs=2, batch_size=16)
+    states = []
+    model = build_model(ModelConfig("mlp", (5, 5), (6,)))
+    fit_dense(model, x, y, config, None, None, Quiet(), checkpoint=states.append)
+    net = DenseNet(model)
+    saved = states[-1]
+    for name in ("params", "m", "v"):
+        flat = torch.zeros_like(net.params)
+        net.load_unpadded(flat, saved[name])
+        assert torch.equal(net.unpadded(flat), saved[name])
+    assert len(saved["params"]) == sum((i + 1) * o for i, o in net.sizes)
+    assert torch.equal(net.unpadded(net.params), saved["params"])  # the trained weights
+    assert saved["m"].abs().sum() > 0
+    # train once more from the saved state, and look at the padding inside the trainer
+    seen = []
+    import digitlab.fastdense as fastdense
+
+    class Watching(fastdense.DenseNet):
+        def backward(self, *args, **kwargs):
+            super().backward(*args, **kwargs)
+            seen.append((self.W[-1][:-1, 10:].abs().max().item(), self.W[-1][-1, 10:].tolist(),
+                         self.G[-1][:, 10:].abs().max().item()))
+    monkeypatch.setattr(fastdense, "DenseNet", Watching)
+    fit_dense(model, x, y, replace(config, epochs=3), None, None, Quiet(), resume=saved)
+    assert len(seen) == 4 and all(s == (0.0, [_MASKED] * 6, 0.0) for s in seen)
 
 
 def test_used_only_where_it_is_exact():
