@@ -57,7 +57,8 @@ class DenseNet:
     Each layer's weights and bias are one (in + 1, out) block whose last row is the bias, and
     every layer's input carries a last column of ones: z_l = [h_l, 1] @ W_l. So the forward
     pass is one matrix product per layer and the backward pass gets weight and bias gradients
-    from one product too. h_{l+1} = relu(z_l); the last z is the logits.
+    from one product too. h_{l+1} = relu(z_l); the last z is the logits, in a block padded to
+    :attr:`width` columns (``OUT_ALIGN``); :meth:`unpadded` gives the plain layout.
     """
 
     def __init__(self, model: MLP, dtype: torch.dtype = torch.float32):
