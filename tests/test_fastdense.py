@@ -113,6 +113,20 @@ def test_the_output_padding_never_moves(monkeypatch):
     monkeypatch.setattr(fastdense, "DenseNet", Watching)
     fit_dense(model, x, y, replace(config, epochs=3), None, None, Quiet(), resume=saved)
     assert len(seen) == 4 and all(s == (0.0, [_MASKED] * 6, 0.0) for s in seen)
+    with pytest.raises(ValueError, match="holds 71 weights; this network has 226"):
+        net.load_unpadded(torch.zeros_like(net.params), saved["params"][:71])
+
+
+@pytest.mark.parametrize("bad", [10, 15, -1])
+def test_labels_outside_the_classes_are_refused(bad):
+    """Labels 10-15 would land in the output padding; they are refused as 16 and up are."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 5, 5)), rng.integers(0, 10, 32)
+    config = TrainConfig.from_preset("seed-mlp", "digits20", epochs=1, batch_size=16)
+    model = build_model(ModelConfig("mlp", (5, 5), (6,)))
+    for train_labels, val_labels in ((np.where(y == 3, bad, y), y), (y, np.where(y == 3, bad, y))):
+        with pytest.raises(ValueError, match="labels must be 0 to 9"):
+            fit_dense(model, x, train_labels, config, x, val_labels, Quiet())
 
 
 def test_used_only_where_it_is_exact():

@@ -94,6 +94,10 @@ class DenseNet:
 
     def load_unpadded(self, flat: torch.Tensor, saved: torch.Tensor) -> None:
         """Copy ``saved`` (laid out as :meth:`unpadded` gives) into ``flat``."""
+        expected = sum((i + 1) * o for i, o in self.sizes)
+        if saved.numel() != expected:
+            raise ValueError(f"the checkpoint holds {saved.numel()} weights; this network has "
+                             f"{expected}")
         at = 0
         for W, (i, o) in zip(self._views(flat), self.sizes, strict=True):
             W[:, :o].copy_(saved[at:at + (i + 1) * o].view(i + 1, o))
@@ -213,11 +217,15 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     net = DenseNet(model, dtype)
     x = _rows(x_train, dtype)
     y = torch.as_tensor(y_train, dtype=torch.long)
-    one_hot = torch.nn.functional.one_hot(y, net.width).to(dtype)  # 0 in the padding
     validating = x_val is not None
     if validating:
         xv = _rows(x_val, dtype)
         yv = torch.as_tensor(y_val, dtype=torch.long)
+    for labels in (y, yv) if validating else (y,):  # the padding would take 10-15 silently
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < net.n_out:
+            raise ValueError(f"labels must be 0 to {net.n_out - 1}, not "
+                             f"{int(labels.min())} to {int(labels.max())}")
+    one_hot = torch.nn.functional.one_hot(y, net.width).to(dtype)  # 0 in the padding
     adam = FusedAdam([net.params], lr=config.lr, eps=config.adam_eps, grads=[net.grads])
     m, v, step = adam.exp_avg[0], adam.exp_avg_sq[0], adam.state_steps[0]  # as checkpointed
     shuffle = torch.Generator().manual_seed(config.seed)
