@@ -36,7 +36,12 @@ class AugmentConfig:
 
 AUGMENTS = {
     "none": None,
-    # What record MNIST models use: small affine changes and a little elasticity.
+    # What record MNIST models use, and the best preset: small rotations, size changes and
+    # shifts. With shear and elasticity on top ("standard"), its seeds 0-2 reached 99.33,
+    # 99.58 and 99.65% on their held-out digits; with this, 99.60, 99.73 and 99.63%.
+    "affine": AugmentConfig(rotate=10, scale=0.1, shift=0.1),
+    # The best preset's augmentation until 2026-11-22, kept so that its runs resume as they
+    # started.
     "standard": AugmentConfig(rotate=10, scale=0.1, shear=0.1, shift=0.08, elastic=1.0),
     # For reading people's digits: slant, stroke width, blur, faded ink and noise too.
     "robust": AugmentConfig(rotate=15, scale=0.12, shear=0.2, shift=0.06, elastic=1.5,
