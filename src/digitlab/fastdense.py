@@ -79,9 +79,11 @@ class DenseNet:
             self.W[-1][-1, self.n_out:] = _MASKED
         self._buffers: dict[int, tuple] = {}
 
-    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+    def _views(self, flat: torch.Tensor, shapes=None) -> list[torch.Tensor]:
+        """Each layer's (in + 1, out) block of ``flat``, laid out as stored (``shapes``
+        None) or as ``self.sizes``."""
         out, at = [], 0
-        for i, o in self._stored:
+        for i, o in self._stored if shapes is None else shapes:
             out.append(flat[at:at + (i + 1) * o].view(i + 1, o))
             at += (i + 1) * o
         return out
@@ -98,10 +100,8 @@ class DenseNet:
         if saved.numel() != expected:
             raise ValueError(f"the checkpoint holds {saved.numel()} weights; this network has "
                              f"{expected}")
-        at = 0
-        for W, (i, o) in zip(self._views(flat), self.sizes, strict=True):
-            W[:, :o].copy_(saved[at:at + (i + 1) * o].view(i + 1, o))
-            at += (i + 1) * o
+        for W, S in zip(self._views(flat), self._views(saved, self.sizes), strict=True):
+            W[:, :S.shape[1]].copy_(S)
 
     def copy_to(self, model: MLP) -> None:
         """Write the weights back into ``model``'s layers."""
