@@ -95,3 +95,13 @@ def test_dropout_keeps_its_share_scaled_and_passes_gradients_through_the_mask(dt
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model(ModelConfig("rnn", (28, 28)))
+
+
+def test_digitnet_widths():
+    default = ModelConfig("digitnet", (28, 28))
+    assert n_params(build_model(default)) == 325_994
+    wide = build_model(ModelConfig("digitnet", (28, 28), (48, 96, 192)))
+    assert wide.classifier[-1].in_features == 192
+    assert wide(torch.rand(2, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="3 widths"):
+        build_model(ModelConfig("digitnet", (28, 28), (32, 64)))

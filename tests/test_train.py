@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,15 @@ def test_a_checkpoint_from_torch_optims_one_cycle_resumes_at_its_step():
     _restore(state, {"model": model, "optimizer": ours, "ema": None}, torch.Generator(),
              torch.Generator())
     assert ours.steps == 7
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/cpuinfo")
+def test_bf16_is_used_exactly_where_the_cpu_has_bf16_arithmetic():
+    # the presets' bf16 flag was once a silent no-op: the check it relied on had moved
+    from digitlab.train import _native_bf16
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    native = bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+    assert _native_bf16(torch.device("cpu")) == native

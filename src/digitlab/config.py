@@ -17,7 +17,8 @@ class ModelConfig:
 
     arch: str  # "mlp", "cnn", "digitnet" or "fastnet"
     input_shape: tuple[int, int]  # (H, W) of the images it reads
-    hidden: tuple[int, ...] = ()  # widths of the hidden dense layers ("mlp")
+    # widths of the hidden dense layers ("mlp"); the channels of the stages ("digitnet")
+    hidden: tuple[int, ...] = ()
     dropout: float = 0.0  # after each hidden layer ("mlp"), before the classifier ("cnn"),
     # after each conv stage and before the classifier ("digitnet")
     n_classes: int = 10
@@ -100,7 +101,7 @@ PRESETS = {p.name: p for p in (
            "mnist", "digitnet", Recipe(
                epochs=40, batch_size=128, lr=2e-3, adam_eps=1e-8, optimizer="adamw",
                weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, augment="robust",
-               ema=0.999, bf16=True), dropout=0.3),
+               ema=0.999), dropout=0.3),  # float32, as the bundled model was trained
 )}
 
 # Named recipes, each with the preset whose network it trains when --model is not given.

@@ -182,9 +182,10 @@ def _native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        check = getattr(torch._C._cpu, "_is_avx512_bf16_supported", None)
-        amx = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
-        return bool((check and check()) or (amx and amx()))
+        # torch.cpu's checks (private, but the only ones; torch._C._cpu lost them in 2.13)
+        checks = (getattr(torch.cpu, name, None) for name in
+                  ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(check is not None and check() for check in checks)
     return False
 
 
