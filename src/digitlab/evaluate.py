@@ -21,10 +21,12 @@ __all__ = ["TTA_VIEWS", "Metrics", "classification_metrics", "confusion_matrix",
            "most_confident_errors", "top_k"]
 
 # Test-time augmentation (evaluate --tta): the softmax averaged over these views of each
-# digit, (turn in degrees, size). Chosen greedily, on validation only: views added one at a
-# time while they cut the errors of the three `best` seeds on their own held-out training
-# digits (18,000 digits none of them trained on: 82 -> 69 errors); never on the test set.
-TTA_VIEWS = ((0.0, 1.0), (0.0, 0.9), (0.0, 1.1), (-8.0, 1.0))
+# digit, (turn in degrees, size). Chosen greedily, on validation only: from turns of 0, ±4,
+# ±8, ±12 degrees by sizes 0.85-1.15, views added one at a time while they cut the errors of
+# the three `best` seeds on their own held-out training digits (18,000 digits none of them
+# trained on: 62 -> 54 errors; the set chosen for the earlier recipe gave 57); never on the
+# test set.
+TTA_VIEWS = ((0.0, 1.0), (-4.0, 1.0), (0.0, 0.95))
 
 
 @dataclass(frozen=True)
