@@ -2,7 +2,7 @@
 in one run; plus the fast recipe, the best model and inference.
 
     .venv/bin/python bench/speed.py                     # seeds, fast recipe, inference
-    .venv/bin/python bench/speed.py --best-seeds 3      # also the best model (30 min each)
+    .venv/bin/python bench/speed.py --best-seeds 3      # also the best model (about 12 min each)
     .venv/bin/python bench/speed.py --skip-reference --fast-seeds 0 --best-runs RUN...
 
 The reference runs in its own virtual environment, bench/.venv-tf (tensorflow-cpu, made on
