@@ -17,6 +17,7 @@ def n_params(model):
     ("mlp-dropout", (28, 28), 270_218),
     ("seed-20x20", (20, 20), 10_575),  # 400*25+25 + 25*15+15 + 15*10+10
     ("cnn", (28, 28), 34_826),         # the Keras example's count
+    ("best", (28, 28), 325_994),       # digitnet
 ])
 def test_parameter_counts(preset, shape, expected):
     assert n_params(build_model(PRESETS[preset].model_config(shape))) == expected
@@ -96,12 +97,3 @@ def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model(ModelConfig("rnn", (28, 28)))
 
-
-def test_digitnet_widths():
-    default = ModelConfig("digitnet", (28, 28))
-    assert n_params(build_model(default)) == 325_994
-    wide = build_model(ModelConfig("digitnet", (28, 28), (48, 96, 192)))
-    assert wide.classifier[-1].in_features == 192
-    assert wide(torch.rand(2, 28, 28)).shape == (2, 10)
-    with pytest.raises(ValueError, match="3 widths"):
-        build_model(ModelConfig("digitnet", (28, 28), (32, 64)))

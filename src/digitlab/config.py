@@ -17,8 +17,7 @@ class ModelConfig:
 
     arch: str  # "mlp", "cnn", "digitnet" or "fastnet"
     input_shape: tuple[int, int]  # (H, W) of the images it reads
-    # widths of the hidden dense layers ("mlp"); the channels of the stages ("digitnet")
-    hidden: tuple[int, ...] = ()
+    hidden: tuple[int, ...] = ()  # widths of the hidden dense layers ("mlp")
     dropout: float = 0.0  # after each hidden layer ("mlp"), before the classifier ("cnn"),
     # after each conv stage and before the classifier ("digitnet")
     n_classes: int = 10

@@ -83,15 +83,11 @@ def _conv(c_in: int, c_out: int, k: int, stride: int = 1, pad: int = 0) -> list[
 class DigitNet(nn.Module):
     """A compact convnet of the kind that tops MNIST without a GPU: two stages of
     3x3, 3x3, strided 5x5 convolutions with batch norm, a convolution over what is left,
-    dropout, and a linear classifier. ``config.hidden`` gives the channels of the two stages
-    and the last convolution; the default (32, 64, 128) has 326k parameters."""
+    dropout, and a linear classifier (326k parameters)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         h, w = config.input_shape
-        if len(config.hidden) not in (0, 3):
-            raise ValueError(f"digitnet takes 3 widths, not {config.hidden}")
-        a, b, c = config.hidden or (32, 64, 128)
         # 3x3 unpadded convs take 2 px each, the padded stride-2 5x5 halves (rounding up)
         side_h = -(-(-(-(h - 4) // 2) - 4) // 2)
         side_w = -(-(-(-(w - 4) // 2) - 4) // 2)
@@ -99,11 +95,11 @@ class DigitNet(nn.Module):
             raise ValueError(f"digitnet needs images of at least 14x14, not {h}x{w}")
         p = config.dropout
         self.features = nn.Sequential(
-            *_conv(1, a, 3), *_conv(a, a, 3), *_conv(a, a, 5, 2, 2), Dropout(p),
-            *_conv(a, b, 3), *_conv(b, b, 3), *_conv(b, b, 5, 2, 2), Dropout(p),
-            *_conv(b, c, (side_h, side_w)))
+            *_conv(1, 32, 3), *_conv(32, 32, 3), *_conv(32, 32, 5, 2, 2), Dropout(p),
+            *_conv(32, 64, 3), *_conv(64, 64, 3), *_conv(64, 64, 5, 2, 2), Dropout(p),
+            *_conv(64, 128, (side_h, side_w)))
         self.classifier = nn.Sequential(nn.Flatten(), Dropout(p),
-                                        nn.Linear(c, config.n_classes))
+                                        nn.Linear(128, config.n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(1)  # (B, 1, 28, 28)
