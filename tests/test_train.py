@@ -182,3 +182,57 @@ def test_bf16_is_used_exactly_where_the_cpu_has_bf16_arithmetic():
             flags |= set(line.split(":", 1)[1].split())
     native = bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
     assert _native_bf16(torch.device("cpu")) == native
+
+
+def test_sam_moves_the_weights_uphill_by_the_radius_from_the_first_half_batch():
+    from contextlib import nullcontext
+
+    from digitlab.train import _sam_ascent
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.randn(6, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    config = TrainConfig.from_preset("best", sam=0.05)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(x[:3]), y[:3], label_smoothing=0.1)
+    expected = torch.autograd.grad(loss, list(model.parameters()))  # the first half only
+    params, moves = _sam_ascent(model, x, y, config, nullcontext())
+    flat = torch.cat([m.flatten() for m in moves])
+    assert torch.linalg.vector_norm(flat).item() == pytest.approx(0.05, rel=1e-6)
+    direction = torch.cat([g.flatten() for g in expected])
+    assert torch.allclose(flat, 0.05 * direction / direction.norm(), atol=1e-7)
+    for p, b, m in zip(params, before, moves, strict=True):
+        assert torch.allclose(p.detach(), b + m)
+
+
+def test_sam_step_is_adams_step_from_the_unmoved_weights_with_the_moved_gradient(small):
+    from digitlab.train import to_float
+    x, y, _, _ = small
+    n = len(y)  # one step: the whole set is one batch
+    config = TrainConfig.from_preset("seed-20x20", epochs=1, batch_size=n, seed=4, threads=1,
+                                     sam=0.05)
+    torch.manual_seed(0)
+    model = build_model(PRESETS["seed-20x20"].model_config((20, 20)))
+    start = [p.detach().clone() for p in model.parameters()]
+    result = fit(model, x, y, config)  # an MLP with SAM goes through autograd
+
+    torch.manual_seed(0)
+    copy = build_model(PRESETS["seed-20x20"].model_config((20, 20)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(4))
+    xs, ys = torch.as_tensor(to_float(x))[order], torch.as_tensor(y)[order]
+    params = list(copy.parameters())
+    uphill = torch.autograd.grad(torch.nn.functional.cross_entropy(
+        copy(xs[:n // 2]), ys[:n // 2]), params)
+    norm = torch.cat([g.flatten() for g in uphill]).norm()
+    with torch.no_grad():
+        for p, g in zip(params, uphill, strict=True):
+            p += 0.05 * g / norm
+    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(copy(xs), ys), params)
+    for p, p0, g in zip(result.model.parameters(), start, grads, strict=True):
+        # Adam's first step: m_hat = g, v_hat = g^2, so each weight moves by lr * g / (|g| + eps)
+        expected = p0 - config.lr * g / (g.abs() + config.adam_eps)
+        assert torch.allclose(p.detach(), expected, atol=1e-6)
+
+
+def test_sam_radius_is_checked():
+    with pytest.raises(ValueError, match="sam radius"):
+        TrainConfig.from_preset("best", sam=-0.1)
