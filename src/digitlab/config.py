@@ -44,9 +44,6 @@ class Recipe:
     ema: float = 0.0  # decay of a moving average of the weights, used for eval (0: off)
     bf16: bool = False  # bfloat16 autocast where the hardware does it natively
     channels_last: bool = False  # NHWC activations: 2x faster for small convnets on a CPU
-    # sharpness-aware minimisation: each step's gradient is taken at the weights moved this
-    # far (L2) uphill, uphill as seen by the first half of the batch (0: off)
-    sam: float = 0.0
 
 
 AUGMENT_NAMES = ("none", "affine", "standard", "robust")
@@ -152,8 +149,6 @@ class TrainConfig(Recipe):
             raise ValueError(f"unknown validation {self.validation!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"validation fraction must be in (0, 1), not {self.val_fraction}")
-        if not self.sam >= 0:
-            raise ValueError(f"sam radius must be 0 (off) or positive, not {self.sam}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, not {self.threads}")
         for name, value, allowed in (("optimizer", self.optimizer, ("adam", "adamw")),

@@ -48,8 +48,7 @@ def recipe_fits(config: TrainConfig) -> bool:
     """The recipe half of :func:`can_train`, known before any network is built."""
     return (config.optimizer == "adam" and config.weight_decay == 0
             and config.schedule == "constant" and config.label_smoothing == 0
-            and config.augment == "none" and not config.ema and not config.sam
-            and config.device == "cpu")
+            and config.augment == "none" and not config.ema and config.device == "cpu")
 
 
 class DenseNet:

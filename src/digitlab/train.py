@@ -177,25 +177,6 @@ def _ema_update(decay: float):
     return update
 
 
-def _sam_ascent(model: nn.Module, xb, yb, config: TrainConfig, autocast):
-    """Sharpness-aware minimisation's first half (Foret et al., 2021): move the weights
-    ``config.sam`` (L2) along the loss gradient of the first half of the batch, so that the
-    step's gradient is taken where the loss nearby is highest. Using part of the batch is the
-    paper's m-sharpness (smaller m generalised better) and costs half a pass, not a whole one.
-    Returns the moved parameters and the moves, to undo after the backward pass."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    half = max(1, len(yb) // 2)
-    with autocast:
-        loss = F.cross_entropy(model(xb[:half]), yb[:half],
-                               label_smoothing=config.label_smoothing)
-    grads = torch.autograd.grad(loss, params)
-    with torch.no_grad():
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        moves = torch._foreach_mul(grads, config.sam / (norm + 1e-12))
-        torch._foreach_add_(params, moves)
-    return params, moves
-
-
 def _native_bf16(device: torch.device) -> bool:
     """bfloat16 autocast pays only where the hardware has bf16 arithmetic."""
     if device.type == "cuda":
@@ -247,15 +228,11 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer, resume=None,
                 xb, yb = xs[i:i + bs], ys[i:i + bs]
                 if augmenting:
                     xb = augment(xb, augmenting, jitter)
-                uphill = _sam_ascent(model, xb, yb, config, autocast) if config.sam else None
                 with autocast:
                     logits = model(xb)
                     loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad()
                 loss.backward()
-                if uphill:
-                    with torch.no_grad():
-                        torch._foreach_sub_(uphill[0], uphill[1])  # back to the weights
                 optimizer.step(rate(optimizer.steps))
                 if ema:
                     ema.update_parameters(model)
