@@ -96,4 +96,3 @@ def test_dropout_keeps_its_share_scaled_and_passes_gradients_through_the_mask(dt
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model(ModelConfig("rnn", (28, 28)))
-
