@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from digitlab.config import PRESETS, ModelConfig, TrainConfig
-from digitlab.fastdense import _MASKED, DenseNet, can_train, fit_dense
+from digitlab.fastdense import _MASKED, DenseNet, can_train, fit_dense, onednn_linear
 from digitlab.models import build_model
 
 
@@ -80,6 +80,26 @@ def test_forward_and_gradients_match_autograd():
                        for m in model.modules() if isinstance(m, torch.nn.Linear)])
     assert torch.allclose(net.unpadded(net.grads), grads, atol=1e-14)
     assert (net.G[-1][:, 10:] == 0).all()  # the padding's gradient is exactly zero
+
+
+@pytest.mark.skipif(onednn_linear() is None, reason="this PyTorch build has no oneDNN")
+def test_onednn_products_give_what_mm_gives():
+    """In float32 the large products go to oneDNN: here the first layer's forward (33x785x128
+    multiply-adds) and the second layer's forward and input gradient (33x129x512); logits
+    and gradients match the torch.mm path's to float32 rounding (and are not its bits)."""
+    torch.manual_seed(2)
+    model = build_model(ModelConfig("mlp", (28, 28), (128, 512)))
+    fast, plain = DenseNet(model), DenseNet(model)
+    plain._linear = None
+    assert [fast._onednn(33, s) for s in fast.sizes] == [True, True, False]
+    x = fast.inputs(33)
+    x[:, :-1] = torch.rand(33, 784)
+    targets = torch.nn.functional.one_hot(torch.randint(0, 10, (33,)), fast.width).float()
+    for net in (fast, plain):
+        net.backward(x, targets, net.forward(x))
+    assert torch.allclose(fast.forward(x), plain.forward(x), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(fast.grads, plain.grads, rtol=1e-4, atol=1e-7)
+    assert fast.grads.abs().max() > 1e-3 and not torch.equal(fast.grads, plain.grads)
 
 
 def test_the_output_padding_never_moves(monkeypatch):
