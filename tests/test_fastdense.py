@@ -102,6 +102,16 @@ def test_onednn_products_give_what_mm_gives():
     assert fast.grads.abs().max() > 1e-3 and not torch.equal(fast.grads, plain.grads)
 
 
+def test_onednn_only_on_x86_64(monkeypatch):
+    import digitlab.fastdense as fastdense
+
+    monkeypatch.setattr(fastdense.platform, "machine", lambda: "arm64")
+    assert fastdense.onednn_linear.__wrapped__() is None
+    monkeypatch.setattr(fastdense.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(fastdense.torch.backends.mkldnn, "is_available", lambda: False)
+    assert fastdense.onednn_linear.__wrapped__() is None
+
+
 def test_the_output_padding_never_moves(monkeypatch):
     """The output layer's extra columns keep zero weights and the masking bias through
     training, with zero Adam moments; the unpadded layout round-trips."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import platform
 import time
 
 import numpy as np
@@ -45,10 +46,13 @@ _ONEDNN_MIN_MACS = 2 ** 21
 @functools.cache
 def onednn_linear():
     """oneDNN's float32 product ``linear(a, w, None, "none", [], "")`` = a @ w.T, the kernel
-    PyTorch's own compiler calls for linear layers on a CPU; None where this build lacks it or
-    it does not give what ``torch.mm`` gives. torch.mm goes to MKL, which runs 256-bit code on
+    PyTorch's own compiler calls for linear layers on a CPU; None off x86-64 (where torch.mm
+    has other BLAS libraries, not measured against it), where this build lacks it, or where it
+    does not give what ``torch.mm`` gives. torch.mm goes to MKL, which runs 256-bit code on
     AMD processors; oneDNN picks its kernels by instruction set, AVX-512 where there is one
     (450 against 200 GFLOP/s for 1024x1024 products here)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
     try:
         if not torch.backends.mkldnn.is_available():
             return None
