@@ -82,7 +82,8 @@ def test_forward_and_gradients_match_autograd():
     assert (net.G[-1][:, 10:] == 0).all()  # the padding's gradient is exactly zero
 
 
-@pytest.mark.skipif(onednn_linear() is None, reason="this PyTorch build has no oneDNN")
+@pytest.mark.skipif(onednn_linear() is None, reason="no oneDNN products here (not x86-64, "
+                    "or a build without oneDNN)")
 def test_onednn_products_give_what_mm_gives():
     """In float32 the large products go to oneDNN: here the first layer's forward (33x785x128
     multiply-adds) and the second layer's forward and input gradient (33x129x512); logits

@@ -39,7 +39,7 @@ OUT_ALIGN = 16
 _MASKED = -2.0 ** 100  # exact in float32 and float64
 # Products of at least this many multiply-adds go to oneDNN (see onednn_linear); smaller ones
 # start faster through torch.mm. Measured here with batch 32: 785x128 and 257x512 weights
-# 25-40% faster through oneDNN, 129x256 and smaller 15-60% slower.
+# 25-40% faster through oneDNN, 129x256 15% slower, the smaller ones up to 2.5 times slower.
 _ONEDNN_MIN_MACS = 2 ** 21
 
 
@@ -183,7 +183,7 @@ class DenseNet:
         one-hot ``targets`` as wide into ``self.grads``. ``x_t``: ``x.T``, when the caller
         keeps one."""
         n = len(x)
-        z, _, relu_out, h_t, dh = self._bufs(n)
+        _, _, relu_out, h_t, dh = self._bufs(n)
         dz = torch.softmax(logits, 1).sub_(targets).mul_(1 / n)  # the mean loss's gradient
         for layer in range(len(self.sizes) - 1, -1, -1):
             inp_t = h_t[layer - 1] if layer else (x.T if x_t is None else x_t)
