@@ -1,10 +1,30 @@
-"""What the benchmarks share: where digitlab caches MNIST, and how a result is written."""
+"""What the benchmarks share: where digitlab caches MNIST, the machine a result was measured
+on, and how a result is written."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import time
 from pathlib import Path
+
+
+def machine() -> dict:
+    """The processor, core count, Python, BLAS settings in the environment, start time and
+    load average, read from the system (Linux's /proc/cpuinfo where there is one)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return {"cpu": fields.get("model name") or platform.processor() or platform.machine(),
+            "cpu_family": fields.get("cpu family"), "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "blas_env": {k: v for k, v in os.environ.items()
+                         if k.startswith(("OPENBLAS_", "MKL_", "OMP_"))},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg_start": os.getloadavg()}
 
 
 def cache_dir() -> Path:

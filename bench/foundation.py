@@ -15,12 +15,13 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import machine
 
 HERE = Path(__file__).resolve().parent
 DIGITLAB = Path(sys.executable).parent / "digitlab"
@@ -57,14 +58,6 @@ def run_once(preset: str, dataset: str, seed: int, out: Path) -> dict:
         "train_accuracy": float(history[-1]["accuracy"]),
         "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
     }
-
-
-def machine() -> dict:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in lines
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "loadavg_start": os.getloadavg()}
 
 
 def main() -> int:

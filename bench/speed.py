@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cache_dir, write_result
+from common import cache_dir, machine, write_result
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -81,9 +81,10 @@ def digitlab_train(args: list[str], work: Path) -> dict:
     out = work / f"run-{time.monotonic_ns()}"
     wall, mem, _ = timed([str(DIGITLAB), "train", *args, "--no-plots", "--out", str(out)])
     metrics = json.loads((out / "metrics.json").read_text())
+    device = json.loads((out / "config.json").read_text())["train"]["device"]
     return {"wall_seconds": wall, "peak_mb": mem, "train_seconds": metrics["train_seconds"],
             "seconds_per_epoch": metrics["seconds_per_epoch"],
-            "test_accuracy": metrics["test_accuracy"], "run": str(out)}
+            "test_accuracy": metrics["test_accuracy"], "run": str(out), "device": device}
 
 
 def run_record(run: Path) -> dict:
@@ -196,8 +197,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "speed.json",
                         help="where the JSON goes")
     args = parser.parse_args()
-    result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": "2 vCPU, no GPU",
-                    "loadavg_start": os.getloadavg()}
+    info = machine()
+    result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": info,
+                    "loadavg_start": info["loadavg_start"]}
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(str(args.keep)) if args.keep
@@ -227,6 +229,7 @@ def main() -> int:
             rows.append(("bundled digitnet, ONNX Runtime", "bundled", "onnx", False))
         result["inference"] = inference(rows, work)
     result["loadavg_end"] = os.getloadavg()
+    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     report(result)
     write_result(result, args.out)
     return 0
@@ -254,8 +257,15 @@ def report(result: dict) -> None:
         e = result["best_ensemble"]
         print(f"best, ensemble of {e['members']}: {e['test_accuracy']:.4f} test accuracy, "
               f"{e['tta_test_accuracy']:.4f} with --tta")
-    print(f"load average {result['loadavg_start'][0]:.2f} at start, "
-          f"{result['loadavg_end'][0]:.2f} at end")
+    info = result["machine"]
+    devices = sorted({r["device"] for p in result.get("pairs", {}).values()
+                      for r in p["digitlab"]} | {r["device"] for r in result["fast"]})
+    print(f"machine: {info['cpu']}, {info['cores']} cores"
+          + (f", digitlab on {', '.join(devices)}" if devices else "")
+          + (f", {' '.join(f'{k}={v}' for k, v in info['blas_env'].items())}"
+             if info["blas_env"] else ""))
+    print(f"{info['started']} to {result['finished']}; load average "
+          f"{result['loadavg_start'][0]:.2f} at start, {result['loadavg_end'][0]:.2f} at end")
 
 
 if __name__ == "__main__":
