@@ -82,8 +82,8 @@ def test_forward_and_gradients_match_autograd():
     assert (net.G[-1][:, 10:] == 0).all()  # the padding's gradient is exactly zero
 
 
-@pytest.mark.skipif(onednn_linear() is None, reason="no oneDNN products here (not x86-64, "
-                    "or a build without oneDNN)")
+@pytest.mark.skipif(onednn_linear() is None, reason="no oneDNN products here (not AMD "
+                    "x86-64, or a build without oneDNN)")
 def test_onednn_products_give_what_mm_gives():
     """In float32 the large products go to oneDNN: here the first layer's forward (33x785x128
     multiply-adds) and the second layer's forward and input gradient (33x129x512); logits
@@ -103,14 +103,37 @@ def test_onednn_products_give_what_mm_gives():
     assert fast.grads.abs().max() > 1e-3 and not torch.equal(fast.grads, plain.grads)
 
 
-def test_onednn_only_on_x86_64(monkeypatch):
+def test_onednn_only_on_amd_x86_64(monkeypatch):
     import digitlab.fastdense as fastdense
 
     monkeypatch.setattr(fastdense.platform, "machine", lambda: "arm64")
+    assert not fastdense._amd_x86_64() and fastdense.onednn_linear.__wrapped__() is None
+    monkeypatch.setattr(fastdense, "_amd_x86_64", lambda: False)  # Intel, say
     assert fastdense.onednn_linear.__wrapped__() is None
-    monkeypatch.setattr(fastdense.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(fastdense, "_amd_x86_64", lambda: True)
     monkeypatch.setattr(fastdense.torch.backends.mkldnn, "is_available", lambda: False)
     assert fastdense.onednn_linear.__wrapped__() is None
+
+
+@pytest.mark.parametrize("cpuinfo, amd", [
+    ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n", True),
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n", False),
+    (None, False),  # no /proc/cpuinfo (not Linux)
+])
+def test_the_processor_vendor_is_read_from_cpuinfo(monkeypatch, cpuinfo, amd):
+    import io
+
+    import digitlab.fastdense as fastdense
+
+    def fake_open(path, *args, **kwargs):
+        assert path == "/proc/cpuinfo"
+        if cpuinfo is None:
+            raise FileNotFoundError(path)
+        return io.StringIO(cpuinfo)
+
+    monkeypatch.setattr(fastdense.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(fastdense, "open", fake_open, raising=False)
+    assert fastdense._amd_x86_64() is amd
 
 
 def test_the_output_padding_never_moves(monkeypatch):

@@ -43,15 +43,28 @@ _MASKED = -2.0 ** 100  # exact in float32 and float64
 _ONEDNN_MIN_MACS = 2 ** 21
 
 
+def _amd_x86_64() -> bool:
+    """Whether this is an AMD x86-64 processor (Linux's /proc/cpuinfo says; False elsewhere)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            return any(line.startswith("vendor_id") and "AuthenticAMD" in line
+                       for line in info)
+    except OSError:
+        return False
+
+
 @functools.cache
 def onednn_linear():
     """oneDNN's float32 product ``linear(a, w, None, "none", [], "")`` = a @ w.T, the kernel
-    PyTorch's own compiler calls for linear layers on a CPU; None off x86-64 (where torch.mm
-    has other BLAS libraries, not measured against it), where this build lacks it, or where it
-    does not give what ``torch.mm`` gives. torch.mm goes to MKL, which runs 256-bit code on
-    AMD processors; oneDNN picks its kernels by instruction set, AVX-512 where there is one
-    (450 against 200 GFLOP/s for 1024x1024 products here)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    PyTorch's own compiler calls for linear layers on a CPU, on AMD x86-64 processors; None
+    elsewhere, where this build lacks it, or where it does not give what ``torch.mm`` gives.
+    torch.mm goes to MKL, which runs 256-bit code on AMD processors; oneDNN picks its kernels
+    by instruction set, AVX-512 where there is one (450 against 200 GFLOP/s for 1024x1024
+    products here). On Intel processors MKL runs its AVX-512 code too, and elsewhere torch.mm
+    has other libraries: not measured against oneDNN, so left as they are."""
+    if not _amd_x86_64():
         return None
     try:
         if not torch.backends.mkldnn.is_available():
