@@ -103,6 +103,14 @@ def test_onednn_products_give_what_mm_gives():
     assert fast.grads.abs().max() > 1e-3 and not torch.equal(fast.grads, plain.grads)
 
 
+def test_the_onednn_probe_leaves_the_random_stream_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    onednn_linear.__wrapped__()
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_onednn_only_on_amd_x86_64(monkeypatch):
     import digitlab.fastdense as fastdense
 
