@@ -6,8 +6,8 @@ calls, the optimizer's Python loop over parameters) costs more than the arithmet
 the forward and backward passes are written out with matrix products into buffers allocated
 once (the large float32 products through oneDNN, see :func:`onednn_linear`), all weights and
 biases live in one flat tensor updated by a single fused Adam call per step, the epoch's
-shuffled data is gathered once into a reused buffer (8-bit pixels stay 8-bit there and become
-floats a few thousand rows at a time), and nothing is read back to Python inside an epoch.
+shuffled rows are gathered a few thousand at a time into a reused buffer and made floats
+there (8-bit pixels stay 8-bit until then), and nothing is read back to Python inside an epoch.
 tests/test_fastdense.py checks it against autograd and ``torch.optim.Adam`` in float64
 (agreement to ~1e-12), and the oneDNN products against torch.mm's in float32.
 """
@@ -216,9 +216,10 @@ def _as_inputs(rows: torch.Tensor, inputs: torch.Tensor) -> None:
     """Copy ``rows`` (float, or uint8 pixels made pixel / 255 as in :func:`digitlab.data.to_float`)
     into the first rows of ``inputs``, whose ones column stays."""
     out = inputs[:len(rows), :-1]
-    out.copy_(rows)
     if rows.dtype == torch.uint8:
-        out.div_(PIXEL_MAX)
+        torch.div(rows, PIXEL_MAX, out=out)  # in float32, as float(pixel) / 255
+    else:
+        out.copy_(rows)
 
 
 class _RunningLoss:
@@ -294,8 +295,9 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
         history = [EpochStats(**h) for h in resume["history"]]
     n, bs = len(x), config.batch_size
     steps = -(-n // bs)
-    xs, ts, ys = torch.empty_like(x), torch.empty_like(one_hot), torch.empty_like(y)
-    chunk = bs * max(1, _CHUNK_ROWS // bs)  # rows made into floats at a time
+    ts, ys = torch.empty_like(one_hot), torch.empty_like(y)
+    chunk = bs * max(1, _CHUNK_ROWS // bs)  # rows gathered and made into floats at a time
+    picked = torch.empty(min(chunk, n), x.shape[1], dtype=x.dtype)
     inputs = net.inputs(min(chunk, n))
     in_views: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     # every step's logits, kept for the epoch's loss and accuracy: no host sync inside it
@@ -309,13 +311,14 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
             t0 = time.perf_counter()
             observer.on_epoch_start(epoch, steps)
             order = torch.randperm(n, generator=shuffle)
-            torch.index_select(x, 0, order, out=xs)
             torch.index_select(one_hot, 0, order, out=ts)
             torch.index_select(y, 0, order, out=ys)
             running.reset()
             for k, i in enumerate(range(0, n, bs)):
-                if i % chunk == 0:
-                    _as_inputs(xs[i:i + chunk], inputs)
+                if i % chunk == 0:  # the next chunk's rows, in this epoch's order
+                    chosen = order[i:i + chunk]
+                    _as_inputs(torch.index_select(x, 0, chosen, out=picked[:len(chosen)]),
+                               inputs)
                 rows = (i % chunk, min(bs, n - i))
                 if rows not in in_views:
                     xb = inputs[rows[0]:sum(rows)]
