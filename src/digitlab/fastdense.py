@@ -216,10 +216,9 @@ def _as_inputs(rows: torch.Tensor, inputs: torch.Tensor) -> None:
     """Copy ``rows`` (float, or uint8 pixels made pixel / 255 as in :func:`digitlab.data.to_float`)
     into the first rows of ``inputs``, whose ones column stays."""
     out = inputs[:len(rows), :-1]
+    out.copy_(rows)
     if rows.dtype == torch.uint8:
-        torch.div(rows, PIXEL_MAX, out=out)  # in float32, as float(pixel) / 255
-    else:
-        out.copy_(rows)
+        out.div_(PIXEL_MAX)  # in the buffer's dtype (torch.div from uint8 would be float32)
 
 
 class _RunningLoss:
