@@ -102,6 +102,8 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("train", "--model", "seed-mlp", "--epochs", "0", env=home), 2,
                     "must be at least 1")
     _one_line_error(run("train", "--model", "resnet", env=home), 2, "invalid choice")
+    _one_line_error(run("train", "--model", "best", "--holdout", "1", env=home), 2,
+                    "at least 0 and below 1")
     _one_line_error(run("predict", env=home), 2, "needs images")
     _one_line_error(run("predict", "a.png", "--sample", "3", env=home), 2, "not both")
     garbage = tmp_path / "model.pt"

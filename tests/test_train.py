@@ -97,6 +97,9 @@ def test_holdout_split_is_seeded_disjoint_and_never_the_test_set():
     seed = TrainConfig.from_preset("seed-mlp")
     assert split_validation(x, y, xt, yt, seed)[2] is xt
     assert split_validation(x, y, xt, yt, TrainConfig.from_preset("seed-20x20"))[2] is None
+    every = split_validation(x, y, xt, yt, TrainConfig.from_preset("cnn", holdout=0))
+    assert len(every[0]) == 100 and every[2] is None
+    assert len(split_validation(x, y, xt, yt, TrainConfig.from_preset("cnn", holdout=0.3))[2]) == 30
 
 
 def test_config_from_preset_and_overrides():
@@ -109,6 +112,16 @@ def test_config_from_preset_and_overrides():
         TrainConfig.from_preset("seed-mlp", epochs=0)
     with pytest.raises(ValueError, match="learning rate"):
         TrainConfig.from_preset("seed-mlp", lr=-1.0)
+    # --holdout: a fraction of the training set to validate on, or 0 for none at all
+    assert (TrainConfig.from_preset("best").validation, TrainConfig.from_preset("best").val_fraction
+            ) == ("holdout", 0.1)
+    final = TrainConfig.from_preset("best", holdout=0)
+    assert (final.validation, final.epochs, final.ema) == ("none", 45, 0.999)
+    held = TrainConfig.from_preset("seed-mlp", holdout=0.25)
+    assert (held.validation, held.val_fraction) == ("holdout", 0.25)
+    for bad in (1, 1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="held-out fraction"):
+            TrainConfig.from_preset("best", holdout=bad)
 
 
 def test_process_settings_are_restored(small):

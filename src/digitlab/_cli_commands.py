@@ -135,7 +135,7 @@ def cmd_train(args) -> int:
     try:
         config = TrainConfig.from_preset(
             args.model, args.dataset, args.recipe, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, seed=args.seed, threads=args.threads)
+            lr=args.lr, seed=args.seed, threads=args.threads, holdout=args.holdout)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     # Refusals first, so nothing is fetched for a command that cannot run: the device check
@@ -154,9 +154,11 @@ def cmd_train(args) -> int:
     if args.ensemble > 1:
         return _train_ensemble(args, config, data)
     run_dir = Path(args.out) if args.out else new_run_dir("runs", config)
-    print(f"training {config.preset} on {data.name} ({len(data.y_train)} training digits, "
-          f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, "
-          f"{config.device}) -> {run_dir}")
+    n_val = config.held_out(len(data.y_train))
+    digits = f"{len(data.y_train) - n_val} training digits" + (
+        f", {n_val} held out to validate on" if n_val else "")
+    print(f"training {config.preset} on {data.name} ({digits}, {config.epochs} epochs, "
+          f"batch {config.batch_size}, seed {config.seed}, {config.device}) -> {run_dir}")
     with _stops_cleanly(EpochBar(config.epochs)) as bar:
         result = train_and_evaluate(config, data, run_dir, bar, command=sys.argv[1:])
     return _trained(result, data, run_dir, config, args)

@@ -26,6 +26,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {value}")
+    return value
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -86,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, help="default: the preset's")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--holdout", type=_fraction, metavar="FRACTION",
+                   help="validate on this fraction of the training set, held out of training "
+                   "(default: the preset's rule); 0 trains on all of it and validates on "
+                   "nothing, for a final model once the recipe is chosen")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/PRESET-DATA-TIME)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto uses a GPU where PyTorch sees one (default auto)")

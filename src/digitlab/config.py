@@ -123,7 +123,10 @@ class TrainConfig(Recipe):
     def from_preset(cls, preset: str | None, dataset: str | None = None,
                     recipe: str | None = None, **overrides) -> TrainConfig:
         """The preset's network, dataset and recipe, or a named ``recipe`` (which brings its
-        own network unless ``preset`` is given), with any non-None ``overrides`` applied."""
+        own network unless ``preset`` is given), with any non-None ``overrides`` applied.
+        ``holdout=f`` validates on a fraction f of the training set held out of training
+        instead of the recipe's rule; ``holdout=0`` trains on all of it and validates on none
+        (for a final model, once the recipe is chosen)."""
         if recipe is not None and recipe not in RECIPES:
             raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
         preset = preset or (RECIPES[recipe] if recipe else None)
@@ -133,9 +136,21 @@ class TrainConfig(Recipe):
         steps = PRESETS[RECIPES[recipe]].recipe if recipe else p.recipe
         config = cls(**asdict(steps), preset=preset, dataset=dataset or p.dataset,
                      recipe=recipe or "")
+        holdout = overrides.pop("holdout", None)
+        if holdout is not None:  # a fraction held out to validate on; 0: train on all of it
+            if not 0 <= holdout < 1:
+                raise ValueError(f"the held-out fraction must be at least 0 and below 1, "
+                                 f"not {holdout}")
+            overrides["validation"] = "holdout" if holdout else "none"
+            if holdout:
+                overrides["val_fraction"] = holdout
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         config.check()
         return config
+
+    def held_out(self, n: int) -> int:
+        """How many of ``n`` training digits the recipe holds out to validate on."""
+        return max(1, round(self.val_fraction * n)) if self.validation == "holdout" else 0
 
     def check(self) -> None:
         """Raise ValueError with a one-line reason for settings that cannot train."""

@@ -84,7 +84,7 @@ def split_validation(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: n
     if config.validation == "test":
         return x, y, x_test, y_test
     order = np.random.default_rng(config.seed).permutation(len(x))
-    n_val = max(1, round(config.val_fraction * len(x)))
+    n_val = config.held_out(len(x))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     return x[train], y[train], x[val], y[val]
 
