@@ -211,6 +211,23 @@ def test_several_processes_share_the_port_and_stop_cleanly():
         assert proc.wait(timeout=30) == 0
 
 
+def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line():
+    import socket
+    digitlab = str(Path(sys.executable).parent / "digitlab")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        for extra in ([], ["--workers", "2"]):
+            done = subprocess.run([digitlab, "serve", "--port", str(port), *extra],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.strip().splitlines() == [
+                f"digitlab: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    for bad in (["--port", "-1"], ["--port", "65536"], ["--body-timeout", "0"]):
+        done = subprocess.run([digitlab, "serve", *bad], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
 def test_listening_sockets_are_tcp_and_shareable():
     """Two processes' sockets can share a port, and what they accept has Nagle off (asyncio
     sets TCP_NODELAY only on sockets that name IPPROTO_TCP)."""

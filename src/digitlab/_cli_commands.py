@@ -283,6 +283,11 @@ def cmd_serve(args) -> int:
         from .serve import ServiceConfig, create_app
     except ImportError:
         raise CLIError("the service needs its extra: pip install 'digitlab[serve]'") from None
+    from ._processes import check_free
+    try:  # before the model loads, and before "serving on" is said
+        check_free(args.host, args.port)
+    except OSError as exc:
+        raise _cannot_listen(args, exc) from None
     service = ServiceConfig(max_upload_bytes=args.max_upload_mb * 2**20,
                             cors_origins=tuple(args.cors or ()), api_key=args.api_key,
                             body_timeout=args.body_timeout)
@@ -301,8 +306,7 @@ def cmd_serve(args) -> int:
                     run_processes(_app_from_settings, settings, args.host, args.port,
                                   args.workers, started)
                 except OSError as exc:
-                    raise CLIError(f"cannot listen on {args.host}:{args.port}: "
-                                   f"{exc.strerror or exc}") from None
+                    raise _cannot_listen(args, exc) from None
                 except RuntimeError as exc:
                     raise CLIError(str(exc)) from None
             else:  # no SO_REUSEPORT (Windows): uvicorn's workers, sharing one socket
@@ -320,6 +324,10 @@ def cmd_serve(args) -> int:
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _cannot_listen(args, exc: OSError) -> CLIError:
+    return CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
 def _app_from_settings(settings: dict):

@@ -25,8 +25,7 @@ def run_processes(make_app: Callable[[dict], object], settings: dict, host: str,
     others idle; measured here.) A worker that dies is replaced; one that cannot start stops
     the whole service. ``make_app`` must be importable by name (the workers are spawned);
     ``started`` is called once the port is known to be free. Raises OSError when it is not."""
-    with socket.create_server((host, port)):  # free, so not shared with another server by accident
-        pass
+    check_free(host, port)  # so not shared with another server by accident
     started()
     context = mp.get_context("spawn")
     failed = context.Event()
@@ -67,6 +66,16 @@ def run_processes(make_app: Callable[[dict], object], settings: dict, host: str,
             signal.signal(s, handler)
     if failed.is_set() and not stopping:
         raise RuntimeError("a server process failed to start (see its message above)")
+
+
+def check_free(host: str, port: int) -> None:
+    """Raise OSError (with the reason in ``strerror``) unless ``host:port`` can be listened
+    on now: a port in use, a host name that does not resolve, an address not of this
+    machine."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        sock.bind((host, port))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

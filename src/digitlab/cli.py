@@ -33,6 +33,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, not {value}")
+    return value
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -91,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(p)
     p.add_argument("--epochs", type=_positive_int, help="default: the preset's")
     p.add_argument("--batch-size", type=_positive_int, help="default: the preset's")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
+    p.add_argument("--lr", type=_positive_float, help="Adam learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--holdout", type=_fraction, metavar="FRACTION",
                    help="validate on this fraction of the training set, held out of training "
@@ -118,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "/healthz, /docs) and the draw-a-digit page (/) with FastAPI under "
                        "uvicorn. The model is loaded once, at start-up.")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.add_argument("--port", type=_port, default=8000, help="default 8000")
     _add_model(p)
     p.add_argument("--onnx", action="store_true",
                    help="run the model through ONNX Runtime (extra [export])")
@@ -131,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require this key in an X-API-Key header on /v1/ endpoints")
     p.add_argument("--max-upload-mb", type=_positive_int, default=10, metavar="MB",
                    help="largest request body accepted (default 10)")
-    p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--body-timeout", type=_positive_float, default=30.0, metavar="S",
                    help="refuse a request body that pauses longer than this (default 30)")
 
     p = sub.add_parser("export", help="write an ONNX model and check it against PyTorch",
