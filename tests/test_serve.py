@@ -90,6 +90,8 @@ def test_read_a_number(client):
     ({"json": {"pixels": [[0] * 28] * 27}}, 400, "28x28"),
     ({"json": {"pixels": [[300] * 28] * 28}}, 400, "between 0 and 255"),
     ({"json": {"pixels": "abc"}}, 400, "28x28"),
+    ({"json": {"pixels": [[0] * 28] * 28}}, 422, "blank"),
+    ({"json": {"pixels": [[1.0] * 28] * 28}}, 422, "blank"),
     ({"files": {"note": (None, "text only")}}, 400, "no file"),
     ({"content": b""}, 400, "empty request"),
     ({"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=x"}},
@@ -120,8 +122,17 @@ def test_streamed_body_over_the_limit(client):
     assert response.status_code == 413
 
 
+def test_unknown_paths_and_methods_answer_in_the_same_format(client):
+    missing = client.get("/v1/nothing")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not found: GET /v1/nothing"}
+    wrong = client.get("/v1/predict")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json() == {"error": "method not allowed: GET /v1/predict"}
+
+
 def test_read_refuses_pixels(client):
-    response = client.post("/v1/read", json={"pixels": [[0] * 28] * 28})
+    response = client.post("/v1/read", json={"pixels": [[0] * 14 + [255] * 14] * 28})
     assert response.status_code == 400 and "one digit" in response.json()["error"]
 
 

@@ -36,6 +36,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
+from starlette.exceptions import HTTPException
 
 from .images import ImageRejected
 from .preprocess import BlankImage
@@ -128,6 +129,8 @@ def _pixels(value: object) -> np.ndarray:
         raise _Refused(400, f'"pixels" must be a 28x28 array, got shape {list(array.shape)}')
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
         raise _Refused(400, '"pixels" values must be between 0 and 255 (or 0 and 1)')
+    if array.min() == array.max():  # as an image with no ink is refused
+        raise _Refused(422, '"pixels" is blank: no ink (uniform)')
     return array
 
 
@@ -173,6 +176,12 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
     @app.exception_handler(_Refused)
     async def refused(request: Request, exc: _Refused):
         return JSONResponse({"error": exc.reason}, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)  # the router's own: no such path, wrong method
+    async def not_routed(request: Request, exc: HTTPException):
+        return JSONResponse({"error": f"{str(exc.detail).lower()}: {request.method} "
+                                      f"{request.url.path}"},
+                            status_code=exc.status_code, headers=exc.headers)
 
     def check_key(request: Request) -> None:
         if config.api_key:
