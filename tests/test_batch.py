@@ -64,6 +64,20 @@ def test_a_line_cut_by_a_crash_is_read_again(tmp_path):
     assert Output(path, resume=True).done == {"x.png"}
 
 
+@pytest.mark.parametrize("name, content", [
+    ("other.csv", "a,b\n1,2\n"),
+    ("other.jsonl", '{"a": 1}\n'),
+    ("other.jsonl", 'not json\n' + json.dumps(answer_row("x.png", error="e")) + "\n"),
+    ("other.csv", b"\x89PNG\r\n\x1a\n\xff\xfe"),
+])
+def test_resume_refuses_a_file_that_is_not_its_output(tmp_path, name, content):
+    path = tmp_path / name
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    with pytest.raises(ValueError, match="not an output of digitlab predict"):
+        Output(path, resume=True)
+    assert (path.read_bytes() if isinstance(content, bytes) else path.read_text()) == content
+
+
 def test_existing_output_needs_resume(tmp_path):
     (tmp_path / "a.csv").write_text("file\n")
     with pytest.raises(FileExistsError, match="--resume"):

@@ -261,3 +261,22 @@ def test_train_refuses_before_fetching_anything(tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "--model", "seed-mlp", "--engine", "ray"]) == 2
     assert "--engine goes with --ensemble" in capsys.readouterr().err
     assert loads == []
+
+
+@pytest.mark.parametrize("argv, missing, extra", [
+    (["predict", "x.png", "--out", "OUT/answers.parquet"], "pyarrow", "parquet"),
+    (["export", "RUN"], "onnx", "export"),
+    (["serve", "--onnx"], "onnxruntime", "export"),
+])
+def test_a_missing_extra_is_named_before_any_work(tmp_path, monkeypatch, capsys, argv, missing,
+                                                  extra):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == missing else real(name, *a))
+    argv = [a.replace("OUT", str(tmp_path)).replace("RUN", str(tmp_path / "run"))
+            for a in argv]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"pip install 'digitlab[{extra}]'" in err and "internal error" not in err
+    assert not list(tmp_path.iterdir()), "nothing made"

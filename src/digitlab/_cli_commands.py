@@ -283,6 +283,8 @@ def cmd_serve(args) -> int:
         from .serve import ServiceConfig, create_app
     except ImportError:
         raise CLIError("the service needs its extra: pip install 'digitlab[serve]'") from None
+    if args.onnx:
+        _need(("onnxruntime",), "--onnx", "export")
     from ._processes import check_free
     try:  # before the model loads, and before "serving on" is said
         check_free(args.host, args.port)
@@ -346,11 +348,9 @@ def _app_from_environment():
 
 
 def cmd_export(args) -> int:
+    _need(("onnx", "onnxruntime"), "export", "export")
     _import_torch()
-    try:
-        from .export import export_onnx
-    except ImportError:
-        raise CLIError("export needs its extra: pip install 'digitlab[export]'") from None
+    from .export import export_onnx
     loaded = _load_model(args.run)
     dataset = loaded.meta.get("dataset", "mnist")
     _check_shape(loaded, dataset)
@@ -445,10 +445,15 @@ def _recognizer(args, onnx: bool = False, quick_start: bool = False):
     return Recognizer(loaded, min_confidence=args.min_confidence, backend=backend)
 
 
-def _need_ray() -> None:
+def _need(modules: tuple[str, ...], what: str, extra: str) -> None:
+    """Refuse, before any work or output, when an optional extra is not installed."""
     import importlib.util
-    if importlib.util.find_spec("ray") is None:
-        raise CLIError("the ray engine needs its extra: pip install 'digitlab[scale]'")
+    if any(importlib.util.find_spec(m) is None for m in modules):
+        raise CLIError(f"{what} needs its extra: pip install 'digitlab[{extra}]'")
+
+
+def _need_ray() -> None:
+    _need(("ray",), "the ray engine", "scale")
 
 
 def _predict_batch(args) -> int:
@@ -460,6 +465,8 @@ def _predict_batch(args) -> int:
     if args.model is None and not bundled_path().is_file():
         raise CLIError("this install has no bundled model; pass --model RUN")
     files = expand_sources(args.inputs)
+    if args.out.lower().endswith(".parquet"):
+        _need(("pyarrow",), "Parquet output", "parquet")
     if args.engine == "ray":
         _need_ray()
         from .scale import FolderOutput

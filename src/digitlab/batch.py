@@ -79,16 +79,29 @@ class Output:
             import pyarrow.parquet as pq
             return {f for part in sorted(self.path.glob("part-*.parquet"))
                     for f in pq.read_table(part, columns=["file"]).column("file").to_pylist()}
-        with self.path.open(encoding="utf-8") as f:
-            if self.kind == "csv":
-                return {row["file"] for row in csv.DictReader(f) if row.get("file")}
-            done = set()
-            for line in f:
-                try:
-                    done.add(json.loads(line)["file"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut short by a crash: that file is read again
-            return done
+        foreign = ValueError(f"{self.path} is not an output of digitlab predict; "
+                             "choose another --out")
+        try:
+            with self.path.open(encoding="utf-8") as f:
+                if self.kind == "csv":
+                    rows = csv.DictReader(f)
+                    if rows.fieldnames not in (None, FIELDS):  # None: an empty file
+                        raise foreign
+                    return {row["file"] for row in rows if row.get("file")}
+                done, lines = set(), f.read().splitlines()
+                for i, line in enumerate(lines):
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        if i == len(lines) - 1:
+                            continue  # the last line cut short by a crash: read it again
+                        raise foreign from None
+                    if not isinstance(row, dict) or list(row) != FIELDS:
+                        raise foreign
+                    done.add(row["file"])
+                return done
+        except UnicodeDecodeError:
+            raise foreign from None
 
     def write(self, rows: list[dict]) -> None:
         """Append rows, durably: after this returns they survive a crash."""
