@@ -73,3 +73,12 @@ def test_evaluate_with_tta_averages_the_views():
     assert len(TTA_VIEWS) > 1 and not np.allclose(proba, evaluate(model, images, labels)[1])
     assert m.accuracy == pytest.approx((expected.argmax(1) == labels).mean())
     assert m.loss == pytest.approx(-np.log(expected[np.arange(40), labels]).mean(), rel=1e-5)
+
+
+def test_the_help_names_the_views_used():
+    from digitlab.cli import build_parser
+    from digitlab.evaluate import TTA_VIEWS
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["evaluate"]
+    text = next(a.help for a in sub._actions if a.dest == "tta")
+    assert TTA_VIEWS == ((0.0, 1.0), (-4.0, 1.0), (0.0, 0.95))  # update the help with them
+    assert "three views" in text and "turned 4 degrees, 5% smaller" in text.replace("%%", "%")

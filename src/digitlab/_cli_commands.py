@@ -170,9 +170,13 @@ def cmd_train(args) -> int:
 
 
 def _resume(args) -> int:
-    if args.model or args.recipe:
+    given = [flag for flag, value in (
+        ("--model", args.model), ("--recipe", args.recipe), ("--dataset", args.dataset),
+        ("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
+        ("--holdout", args.holdout), ("--out", args.out)) if value is not None]
+    if given or args.ensemble > 1:
         raise UsageError("--resume continues a run with its own settings: drop "
-                         "--model and --recipe")
+                         + ", ".join(given or ["--ensemble"]))
     _import_torch()
     from .runs import resume_config, resume_run
     config, _ = resume_config(args.resume)
@@ -505,6 +509,8 @@ def cmd_predict(args) -> int:
         raise UsageError("--resume and --engine go with --out FILE (batch mode)")
     if args.sample is not None and args.inputs:
         raise UsageError("give images or --sample N, not both")
+    if args.sample is not None and args.out:
+        raise UsageError("--out writes the answers for images (batch mode), not for --sample")
     if args.inputs and args.out:
         return _predict_batch(args)
     if args.inputs:

@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "are evaluated as an ensemble, their softmax averaged")
     p.add_argument("--dataset", choices=list(DATASETS), help="default: the one it trained on")
     p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: average each model's softmax over four views "
-                   "of every digit (as is, 10%% smaller, 10%% larger, turned 8 degrees)")
+                   help="test-time augmentation: average each model's softmax over three "
+                   "views of every digit (as is, turned 4 degrees, 5%% smaller)")
     _add_data_dir(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
