@@ -155,3 +155,19 @@ def test_symlink_loop_in_a_folder(tmp_path):
     done = run("predict", str(tmp_path / "d"), "--json")
     assert done.returncode == 0, done.stderr
     assert [a["digit"] for a in json.loads(done.stdout)] == [1]
+
+
+def test_an_empty_folder_is_answered_not_passed_over(tmp_path, folder):
+    from digitlab._cli_images import expand_sources
+    from digitlab.recognize import Recognizer
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    good = folder / "good"
+    assert expand_sources([str(empty), str(good)])[0] == str(empty)
+    assert str(good) not in expand_sources([str(good)])  # a folder with files: the files
+    with pytest.raises(ValueError, match="is a folder, not an image"):
+        Recognizer.load(engine="numpy").predict(empty)
+    (empty / "sub").rmdir()
+    done = run("predict", str(empty))
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"digitlab: {empty}: rejected: a folder with no files in it"

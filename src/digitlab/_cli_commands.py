@@ -127,9 +127,9 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _epochs(n: int, kind: str = "") -> str:
-    """"1 epoch", "3 epochs"; with ``kind``, "1 finished epoch"."""
-    return f"{n} {kind + ' ' if kind else ''}epoch{'' if n == 1 else 's'}"
+def _count(n: int, noun: str) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def cmd_train(args) -> int:
@@ -162,7 +162,8 @@ def cmd_train(args) -> int:
     n_val = config.held_out(len(data.y_train))
     digits = f"{len(data.y_train) - n_val} training digits" + (
         f", {n_val} held out to validate on" if n_val else "")
-    print(f"training {config.preset} on {data.name} ({digits}, {_epochs(config.epochs)}, "
+    epochs = _count(config.epochs, "epoch")
+    print(f"training {config.preset} on {data.name} ({digits}, {epochs}, "
           f"batch {config.batch_size}, seed {config.seed}, {config.device}) -> {run_dir}")
     with _stops_cleanly(EpochBar(config.epochs)) as bar:
         result = train_and_evaluate(config, data, run_dir, bar, command=sys.argv[1:])
@@ -181,7 +182,8 @@ def _resume(args) -> int:
     from .runs import resume_config, resume_run
     config, _ = resume_config(args.resume)
     data = _load(config.dataset, args)
-    print(f"resuming {args.resume}: {config.preset} on {data.name}, {_epochs(config.epochs)}")
+    print(f"resuming {args.resume}: {config.preset} on {data.name}, "
+          f"{_count(config.epochs, 'epoch')}")
     with _stops_cleanly(EpochBar(config.epochs)) as bar:
         result = resume_run(args.resume, data, bar)
     return _trained(result, data, Path(args.resume), config, args)
@@ -258,7 +260,8 @@ def _trained(result, data, run_dir: Path, config, args) -> int:
         print(f"stopped before the first epoch finished; {run_dir} holds only its config")
         return 130
     print(f"test accuracy {result.metrics.accuracy:.2%} on {len(data.y_test)} {data.name} "
-          f"test digits; trained {_epochs(len(result.history))} in {result.train_seconds:.1f} s")
+          f"test digits; trained {_count(len(result.history), 'epoch')} in "
+          f"{result.train_seconds:.1f} s")
     if not args.no_plots:
         from .report import write_plots
         write_plots(run_dir, result.history, result.metrics, data.x_test, data.y_test,
@@ -267,7 +270,7 @@ def _trained(result, data, run_dir: Path, config, args) -> int:
         print(f"digitlab: {result.stopped}", file=sys.stderr)
         return 1
     if result.interrupted:
-        print(f"stopped after {_epochs(len(result.history), 'finished')}; kept in {run_dir} "
+        print(f"stopped after {_count(len(result.history), 'finished epoch')}; kept in {run_dir} "
               f"(continue with: digitlab train --resume {run_dir})")
         return 130
     print(f"run saved in {run_dir}  (next: digitlab report {run_dir})")
@@ -480,7 +483,7 @@ def _predict_batch(args) -> int:
     engine = "numpy" if args.model is None and bundled_path(".npz").is_file() else "torch"
     settings = (args.model, engine, args.min_confidence)
     todo = sum(f not in output.done for f in files)
-    print(f"reading {todo} files ({len(files) - todo} already in {args.out}) on the "
+    print(f"reading {_count(todo, 'file')} ({len(files) - todo} already in {args.out}) on the "
           f"{args.engine} engine", file=sys.stderr)
     try:
         with batch_bar(todo) as bar:

@@ -14,6 +14,7 @@ import io
 import struct
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,6 +36,14 @@ class Limits:
 
 class ImageRejected(ValueError):
     """The input cannot be read as a digit image; the message is the one-line reason."""
+
+
+def folder_reason(path: Path) -> str:
+    """Why a folder given where an image file is read is not answered: an empty folder is
+    named as such (a folder given on the command line is read file by file, so one
+    reaches the reader only when nothing was found in it)."""
+    return ("a folder with no files in it" if not any(path.iterdir())
+            else "is a folder, not an image")
 
 
 def _open(data: bytes, limits: Limits) -> Image.Image:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._bundled import bundled_path
 from .config import MIN_CONFIDENCE
-from .images import ImageRejected, Limits, decode_image
+from .images import ImageRejected, Limits, decode_image, folder_reason
 from .preprocess import BlankImage, ReadConfig, area_resize, prepare_digit, prepare_number
 
 __all__ = ["Answer", "Reading", "Recognizer", "Rejected"]
@@ -65,7 +65,7 @@ def _as_array(source, limits: Limits = Limits()) -> np.ndarray:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            raise ImageRejected("is a folder, not an image")
+            raise ImageRejected(folder_reason(path))
         try:
             return decode_image(path.read_bytes(), limits)
         except FileNotFoundError:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch import _schema, answer_row, make_recognizer, output_kind
+from .images import folder_reason
 
 __all__ = ["FolderOutput", "run_ray", "train_ensemble_ray"]
 
@@ -69,6 +70,7 @@ def _unreadable(files: list[str]) -> tuple[list[str], list[dict]]:
         path = Path(f)
         if not path.is_file():
             rows.append(answer_row(f, error="no such file" if not path.exists()
+                                   else folder_reason(path) if path.is_dir()
                                    else "not a regular file"))
         elif not os.access(path, os.R_OK):
             rows.append(answer_row(f, error="permission denied"))
