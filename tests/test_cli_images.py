@@ -99,6 +99,13 @@ def test_text_output_top_k_and_saved_inputs(folder, tmp_path):
     saved = Image.open(seen / "seven.png")
     assert saved.size == (28, 28) and np.asarray(saved)[0, 0] == 0, "white on black, MNIST"
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "seven.png").write_bytes((folder / "good" / "seven.png").read_bytes())
+    done = run("predict", str(folder / "good" / "seven.png"), str(other / "seven.png"),
+               "--plot", str(tmp_path / "p.png"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("p-*")) == ["p-seven-2.png", "p-seven.png"]
 
 
 def test_hostile_files_are_each_refused_with_the_right_reason(tmp_path, folder):

@@ -79,6 +79,7 @@ def predict_files(recognizer, sources: list[str], *, as_json: bool, top: int,
     from .recognize import Rejected
     results, rejected = [], 0
     folder, taken = (Path(save_input), set()) if save_input else (None, set())
+    plotted: set[str] = set()
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
     bar = _progress(len(sources))
@@ -96,7 +97,11 @@ def predict_files(recognizer, sources: list[str], *, as_json: bool, top: int,
             if folder:
                 _save_input(answer.image, _unique(folder, Path(source).stem, ".png", taken))
             if plot:
-                _plot(source, answer, plot, len(sources))
+                out = Path(plot)
+                if len(sources) > 1:  # one plot per image, named after it
+                    out = _unique(out.parent, f"{out.stem}-{Path(source).stem}",
+                                  out.suffix or ".png", plotted)
+                _plot(source, answer, out)
             if not as_json:
                 bar.write(_format_answer(source, entry, top))
         results.append(entry)
@@ -107,12 +112,9 @@ def predict_files(recognizer, sources: list[str], *, as_json: bool, top: int,
     return 1 if rejected else 0
 
 
-def _plot(source: str, answer, plot: str, count: int) -> None:
+def _plot(source: str, answer, out: Path) -> None:
     from .images import decode_image
     from .plots import plot_prediction
-    out = Path(plot)
-    if count > 1:
-        out = out.with_name(f"{out.stem}-{Path(source).stem}{out.suffix or '.png'}")
     image = decode_image(Path(source).read_bytes())
     plot_prediction(image, answer.image, answer.probabilities, title=source).savefig(out)
 
