@@ -57,17 +57,20 @@ def test_mismatched_weights_are_refused(saved):
         load_model(path)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
-def test_damaged_files(saved, damage):
+@pytest.mark.parametrize("damage, reason", [("truncate", "damaged: "),
+                                            ("garbage", "not a PyTorch file"),
+                                            ("missing", "no model file")])
+def test_damaged_files(saved, damage, reason):
     path, *_ = saved
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[:1000])
     elif damage == "garbage":
-        path.write_bytes(random.Random(0).randbytes(4096))
+        path.write_bytes(b"GIF89a" + random.Random(0).randbytes(4096))
     else:
         path.unlink()
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match=reason) as refused:
         load_model(path)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 250
 
 
 class _Evil:
@@ -79,8 +82,9 @@ def test_loading_never_runs_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     torch.save({"format": "digitlab-model", "payload": _Evil()}, path, pickle_module=pickle)
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match="not loaded, as that could run code") as refused:
         load_model(path)
+    assert "weights_only" not in str(refused.value)
     assert not (tmp_path / "pwned").exists()
 
 

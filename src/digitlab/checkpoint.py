@@ -77,6 +77,19 @@ def _config_from(raw: dict) -> ModelConfig:
         raise ModelFileError(f"model config is malformed ({exc})") from None
 
 
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """A short reason torch.load failed, without its advice to load unsafely."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither a zip nor a pickle
+        return "not a PyTorch file"
+    text = str(exc).strip()
+    if text.startswith("Weights only load failed"):
+        return "it holds Python objects a model file does not; not loaded, as that could run code"
+    first = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__
+    return f"damaged: {first[:160]}"
+
+
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     """Rebuild the network saved at ``path``; :class:`ModelFileError` with a one-line reason
     for anything that is not a readable model file of a supported format version."""
@@ -88,8 +101,8 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # on damaged bytes torch raises all kinds (IndexError too)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path.name} is not a readable model file ({first[:200]})") from None
+        raise ModelFileError(f"{path.name} is not a readable model file "
+                             f"({_why_unreadable(path, exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path.name} is not a digitlab model file")
     version = payload.get("format_version")
