@@ -231,7 +231,11 @@ def test_runs_table_sorted(tmp_path):
     assert order() == ["b", "a", "c"]
     assert order("--sort", "accuracy") == ["b", "c", "a"]
     assert order("--sort", "time") == ["c", "a", "b"]
-    table = run("runs", str(tmp_path)).stdout.splitlines()
+    listed = run("runs", str(tmp_path))
+    assert listed.returncode == 0 and listed.stderr.startswith(
+        f"digitlab: skipped {tmp_path / 'broken'}: {tmp_path / 'broken' / 'config.json'} is "
+        "damaged (not JSON")
+    table = listed.stdout.splitlines()
     assert table[0].split() == ["run", "preset", "dataset", "epochs", "train", "s", "test",
                                 "acc", "started"]
     assert "97.00%" in table[1]

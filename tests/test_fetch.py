@@ -167,6 +167,10 @@ def test_import_folder_and_reject_bad(tiny, tmp_path):
         import_files(spec, src, tmp_path / "cache2")
     with pytest.raises(ImportFailed, match="not present"):
         import_files(spec, tmp_path / "nothing.npz", tmp_path / "cache2")
+    (tmp_path / "text.npz").write_text("hello\n")
+    with pytest.raises(ImportFailed, match=r"not a readable \.npz \(not a zip archive") as err:
+        import_files(spec, tmp_path / "text.npz", tmp_path / "cache2")
+    assert "allow_pickle" not in str(err.value)
     assert not (tmp_path / "cache2").exists()
 
 

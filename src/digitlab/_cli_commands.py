@@ -399,7 +399,10 @@ def cmd_runs(args) -> int:
     key = {"date": lambda r: r.started,
            "accuracy": lambda r: -1 if r.test_accuracy is None else r.test_accuracy,
            "time": lambda r: float("inf") if r.train_seconds is None else r.train_seconds}
-    rows = sorted(list_runs(root), key=key[args.sort], reverse=args.sort == "accuracy")
+    def skipped(run: Path, reason: str) -> None:
+        print(f"digitlab: skipped {run}: {reason}", file=sys.stderr)
+    rows = sorted(list_runs(root, skipped), key=key[args.sort],
+                  reverse=args.sort == "accuracy")
     print(json.dumps([vars(r) for r in rows], indent=2) if args.json else format_runs(rows))
     return 0
 

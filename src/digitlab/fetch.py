@@ -157,7 +157,11 @@ def _load_npz(file: Path | io.BytesIO, spec: DatasetFiles, name: str) -> dict[st
                 raise _Unavailable(f"{name} lacks {', '.join(missing)}")
             return {key: npz[k] for k, key in spec.npz_keys}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise _Unavailable(f"{name} is not a readable .npz ({exc})") from None
+        # numpy calls anything that is not an array file "pickled data", and suggests
+        # allow_pickle: a zip archive of arrays is what is wanted, so that is the reason
+        reason = ("not a zip archive of arrays" if "pickled" in str(exc)
+                  else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise _Unavailable(f"{name} is not a readable .npz ({reason})") from None
 
 
 def _load_folder(folder: Path, spec: DatasetFiles) -> dict[str, np.ndarray]:

@@ -11,7 +11,13 @@ __all__ = ["RunSummary", "list_runs", "read_json"]
 
 
 def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A run's JSON file; ValueError naming the file when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else (
+            "not text")
+        raise ValueError(f"{path} is damaged (not JSON: {why})") from None
 
 
 @dataclass(frozen=True)
@@ -28,9 +34,10 @@ class RunSummary:
     interrupted: bool
 
 
-def list_runs(root: str | Path) -> list[RunSummary]:
+def list_runs(root: str | Path, skipped=None) -> list[RunSummary]:
     """Every run directory directly under ``root`` (those with a config.json), unsorted.
-    A run whose files cannot be read is skipped rather than failing the listing."""
+    A run whose files cannot be read is skipped rather than failing the listing, and
+    ``skipped(run, reason)`` is told, when given."""
     summaries = []
     for config_path in sorted(Path(root).glob("*/config.json")):
         run = config_path.parent
@@ -42,6 +49,9 @@ def list_runs(root: str | Path) -> list[RunSummary]:
                 metrics.get("epochs_completed", 0), metrics.get("train_seconds"),
                 metrics.get("test_accuracy"), config.get("started", ""),
                 metrics.get("interrupted", False)))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if skipped:
+                skipped(run, str(exc) if isinstance(exc, (OSError, ValueError))
+                        else "its config.json or metrics.json is not digitlab's")
             continue
     return summaries
