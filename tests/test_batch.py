@@ -88,7 +88,7 @@ def test_existing_output_needs_resume(tmp_path):
 
 def test_cli_batch_with_a_list_file_and_resume(folder, tmp_path):
     listing = tmp_path / "list.txt"
-    listing.write_text("\n".join(files_of(folder)[:10]) + "\n")
+    listing.write_text("# ten of them\n\n" + "\n".join(files_of(folder)[:10]) + "\n")
     out = tmp_path / "answers.csv"
     done = subprocess.run([str(BIN), "predict", f"@{listing}", "--out", str(out)],
                           capture_output=True, text=True)

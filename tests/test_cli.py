@@ -110,6 +110,11 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("predict", "a.png", "--sample", "3", env=home), 2, "not both")
     _one_line_error(run("predict", "--sample", "3", "--out", "s.csv", env=home), 2,
                     "not for --sample")
+    _one_line_error(run("predict", "--sample", "3", "--plot", str(tmp_path / "no" / "p.png"),
+                        env=home), 1, "no folder")
+    (tmp_path / "afile").write_text("x")
+    _one_line_error(run("predict", "x.png", "--save-input", str(tmp_path / "afile"), env=home),
+                    1, "needs a folder")
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"not a model")
     _one_line_error(run("predict", "--sample", "3", "--model", str(garbage), env=home), 1,

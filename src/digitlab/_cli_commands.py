@@ -517,6 +517,10 @@ def cmd_predict(args) -> int:
         raise UsageError("give images or --sample N, not both")
     if args.sample is not None and args.out:
         raise UsageError("--out writes the answers for images (batch mode), not for --sample")
+    if args.save_input and Path(args.save_input).exists() and not Path(args.save_input).is_dir():
+        raise CLIError(f"--save-input {args.save_input} is a file; it needs a folder")
+    if args.plot and not Path(args.plot).parent.is_dir():
+        raise CLIError(f"--plot {args.plot}: no folder {Path(args.plot).parent} to write it in")
     if args.inputs and args.out:
         return _predict_batch(args)
     if args.inputs:

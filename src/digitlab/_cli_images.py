@@ -26,7 +26,8 @@ def expand_sources(items: list[str]) -> list[str]:
     for item in items:
         if item.startswith("@") and Path(item[1:]).is_file():  # a list file
             lines = Path(item[1:]).read_text(encoding="utf-8").splitlines()
-            out += expand_sources([line.strip() for line in lines if line.strip()])
+            out += expand_sources([line.strip() for line in lines
+                                   if line.strip() and not line.lstrip().startswith("#")])
             continue
         path = Path(item)
         if path.is_dir():

@@ -209,7 +209,8 @@ def resume_run(run_dir: str | Path, data: Dataset, observer=None) -> RunResult:
         done = (run_dir / "metrics.json").is_file() and read_json(
             run_dir / "metrics.json").get("epochs_completed") == config.epochs
         raise ValueError(f"{run_dir} finished all {config.epochs} epochs already" if done
-                         else f"{run_dir} has no checkpoint to resume from")
+                         else f"{run_dir} has no checkpoint to resume from (one is written "
+                         "when the first epoch ends): train again with --out to start it over")
     try:
         state = torch.load(path, weights_only=True)
     except Exception as exc:  # any unreadable checkpoint, whatever torch raises
