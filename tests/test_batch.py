@@ -58,10 +58,21 @@ def test_rows_are_the_recognizers_answers(folder, tmp_path):
     assert set(rows[f]) == set(FIELDS)
 
 
-def test_a_line_cut_by_a_crash_is_read_again(tmp_path):
-    path = tmp_path / "a.jsonl"
-    path.write_text(json.dumps(answer_row("x.png", error="e")) + "\n" + '{"file": "y.pn')
-    assert Output(path, resume=True).done == {"x.png"}
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_line_cut_by_a_crash_is_read_again_and_resumes_cleanly(tmp_path, suffix):
+    path = tmp_path / f"a{suffix}"
+    first = Output(path)
+    first.write([answer_row("x.png", error="e"), answer_row("y.png", error="e")])
+    first.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole[:whole.rindex(b"y.png") + 3])  # the crash: y's row cut short
+    again = Output(path, resume=True)
+    assert again.done == {"x.png"}
+    again.write([answer_row("y.png", error="e"), answer_row("z.png", error="e")])
+    again.close()
+    assert path.read_bytes() == whole + (whole[whole.rindex(b"\n", 0, -1) + 1:].replace(
+        b"y.png", b"z.png"))
+    assert Output(path, resume=True).done == {"x.png", "y.png", "z.png"}
 
 
 @pytest.mark.parametrize("name, content", [
@@ -69,6 +80,11 @@ def test_a_line_cut_by_a_crash_is_read_again(tmp_path):
     ("other.jsonl", '{"a": 1}\n'),
     ("other.jsonl", 'not json\n' + json.dumps(answer_row("x.png", error="e")) + "\n"),
     ("other.csv", b"\x89PNG\r\n\x1a\n\xff\xfe"),
+    ("other.csv", "x" * 200_000 + "\n"),
+    ("other.csv", "a,b"),
+    ("notes.jsonl", "hello world\n"),
+    ("notes.jsonl", '"\n'),
+    ("notes.jsonl", "hello"),
 ])
 def test_resume_refuses_a_file_that_is_not_its_output(tmp_path, name, content):
     path = tmp_path / name

@@ -105,7 +105,8 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("train", "--model", "best", "--holdout", "1", env=home), 2,
                     "at least 0 and below 1")
     _one_line_error(run("train", "--resume", str(tmp_path), "--epochs", "8", "--lr", "0.1",
-                        env=home), 2, "drop --epochs, --lr")
+                        "--seed", "3", "--ensemble", "2", env=home), 2,
+                    "drop --epochs, --lr, --seed, --ensemble")
     _one_line_error(run("predict", env=home), 2, "needs images")
     _one_line_error(run("predict", "a.png", "--sample", "3", env=home), 2, "not both")
     _one_line_error(run("predict", "--sample", "3", "--out", "s.csv", env=home), 2,

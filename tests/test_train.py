@@ -100,6 +100,8 @@ def test_holdout_split_is_seeded_disjoint_and_never_the_test_set():
     every = split_validation(x, y, xt, yt, TrainConfig.from_preset("cnn", holdout=0))
     assert len(every[0]) == 100 and every[2] is None
     assert len(split_validation(x, y, xt, yt, TrainConfig.from_preset("cnn", holdout=0.3))[2]) == 30
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        split_validation(x, y, xt, yt, TrainConfig.from_preset("cnn", holdout=0.999))
 
 
 def test_config_from_preset_and_overrides():

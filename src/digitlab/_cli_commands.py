@@ -174,10 +174,13 @@ def _resume(args) -> int:
     given = [flag for flag, value in (
         ("--model", args.model), ("--recipe", args.recipe), ("--dataset", args.dataset),
         ("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
-        ("--holdout", args.holdout), ("--out", args.out)) if value is not None]
-    if given or args.ensemble > 1:
+        ("--seed", args.seed), ("--holdout", args.holdout), ("--out", args.out),
+        ("--ensemble", args.ensemble if args.ensemble > 1 else None),
+        ("--engine", args.engine if args.engine != "local" else None),
+        ("--address", args.address)) if value is not None]
+    if given:
         raise UsageError("--resume continues a run with its own settings: drop "
-                         + ", ".join(given or ["--ensemble"]))
+                         + ", ".join(given))
     _import_torch()
     from .runs import resume_config, resume_run
     config, _ = resume_config(args.resume)
@@ -471,11 +474,11 @@ def _predict_batch(args) -> int:
     from ._bundled import bundled_path
     from ._cli_images import expand_sources
     from ._cli_output import batch_bar
-    from .batch import Output
+    from .batch import Output, output_kind
     if args.model is None and not bundled_path().is_file():
         raise CLIError("this install has no bundled model; pass --model RUN")
     files = expand_sources(args.inputs)
-    if args.out.lower().endswith(".parquet"):
+    if output_kind(Path(args.out)) == "parquet":
         _need(("pyarrow",), "Parquet output", "parquet")
     if args.engine == "ray":
         _need_ray()

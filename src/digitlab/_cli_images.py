@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,10 +17,11 @@ _GLOB_CHARS = set("*?[")
 
 
 def expand_sources(items: list[str]) -> list[str]:
-    """Files named, the files in folders (recursively, hidden ones skipped, links to folders
-    not followed, so a link loop cannot trap the walk) and glob matches, in a stable order.
+    """Files named, the files in folders (:func:`digitlab.images.files_under`) and glob
+    matches, in a stable order.
     A name that matches nothing is kept, to be answered "no such file", and so is a folder
     with nothing in it."""
+    from .images import files_under
     out: list[str] = []
     for item in items:
         if item.startswith("@") and Path(item[1:]).is_file():  # a list file
@@ -31,11 +31,7 @@ def expand_sources(items: list[str]) -> list[str]:
             continue
         path = Path(item)
         if path.is_dir():
-            found = []
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [os.path.join(root, f) for f in sorted(files) if not f.startswith(".")]
-            out += found or [item]  # an empty folder is kept, to be answered as one
+            out += files_under(path) or [item]  # an empty folder is kept, to be answered
         elif not path.exists() and _GLOB_CHARS & set(item):
             matches = sorted(glob.glob(item, recursive=True))
             out += [m for m in matches if Path(m).is_file()] or [item]

@@ -7,6 +7,7 @@ kernel spreads connections over them; the parent only watches them and replaces 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import socket
 import sys
@@ -72,10 +73,16 @@ def check_free(host: str, port: int) -> None:
     """Raise OSError (with the reason in ``strerror``) unless ``host:port`` can be listened
     on now: a port in use, a host name that does not resolve, an address not of this
     machine."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+    with socket.socket(_family(host, port), socket.SOCK_STREAM) as sock:
+        if os.name != "nt":  # as the servers bind (on Windows it would share a used port)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+
+
+def _family(host: str, port: int) -> int:
+    """The address family ``host`` resolves to (a name may resolve to IPv6 only)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                              flags=socket.AI_PASSIVE)[0][0]
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -84,8 +91,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     # IPPROTO_TCP named, not left 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
     # that say they are TCP; with Nagle on, each response's body waited for the client's
     # delayed ACK: 40 ms added to every request on a kept-alive connection (measured)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(_family(host, port), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))

@@ -79,29 +79,38 @@ class Output:
             import pyarrow.parquet as pq
             return {f for part in sorted(self.path.glob("part-*.parquet"))
                     for f in pq.read_table(part, columns=["file"]).column("file").to_pylist()}
+        return self._text_files_done()
+
+    def _text_files_done(self) -> set[str]:
+        """The files a CSV or JSON Lines output already answers, after checking that every
+        complete line is digitlab's. A last line without its newline was cut short by a
+        crash: it is cut off (its file is read again), so the next row starts a line."""
         foreign = ValueError(f"{self.path} is not an output of digitlab predict; "
                              "choose another --out")
+        data = self.path.read_bytes()
+        complete, _, partial = data.rpartition(b"\n")
         try:
-            with self.path.open(encoding="utf-8") as f:
-                if self.kind == "csv":
-                    rows = csv.DictReader(f)
-                    if rows.fieldnames not in (None, FIELDS):  # None: an empty file
-                        raise foreign
-                    return {row["file"] for row in rows if row.get("file")}
-                done, lines = set(), f.read().splitlines()
-                for i, line in enumerate(lines):
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        if i == len(lines) - 1:
-                            continue  # the last line cut short by a crash: read it again
-                        raise foreign from None
+            text = complete.decode("utf-8")
+            if self.kind == "csv":
+                rows = csv.reader(io.StringIO(text, newline=""))
+                if next(rows, FIELDS) != FIELDS or partial and not text:
+                    raise foreign
+                done = {row[0] for row in rows if row and row[0]}
+            else:
+                done = set()
+                for line in text.splitlines():
+                    row = json.loads(line)
                     if not isinstance(row, dict) or list(row) != FIELDS:
                         raise foreign
                     done.add(row["file"])
-                return done
-        except UnicodeDecodeError:
+                if partial and not text and not partial.startswith(b'{"file": '):
+                    raise foreign
+        except (UnicodeDecodeError, json.JSONDecodeError, csv.Error):
             raise foreign from None
+        if partial:
+            with self.path.open("r+b") as f:
+                f.truncate(len(complete) + 1 if text else 0)
+        return done
 
     def write(self, rows: list[dict]) -> None:
         """Append rows, durably: after this returns they survive a crash."""

@@ -79,8 +79,11 @@ def _config_from(raw: dict) -> ModelConfig:
 
 def _why_unreadable(path: Path, exc: Exception) -> str:
     """A short reason torch.load failed, without its advice to load unsafely."""
-    with path.open("rb") as f:
-        head = f.read(4)
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
     if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither a zip nor a pickle
         return "not a PyTorch file"
     text = str(exc).strip()

@@ -42,8 +42,8 @@ def _positive_float(text: str) -> float:
 
 def _port(text: str) -> int:
     value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535, not {value}")
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 1 to 65535, not {value}")
     return value
 
 
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, help="default: the preset's")
     p.add_argument("--batch-size", type=_positive_int, help="default: the preset's")
     p.add_argument("--lr", type=_positive_float, help="Adam learning rate (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--holdout", type=_fraction, metavar="FRACTION",
                    help="validate on this fraction of the training set, held out of training "
                    "(default: the preset's rule); 0 trains on all of it and validates on "

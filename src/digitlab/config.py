@@ -149,8 +149,15 @@ class TrainConfig(Recipe):
         return config
 
     def held_out(self, n: int) -> int:
-        """How many of ``n`` training digits the recipe holds out to validate on."""
-        return max(1, round(self.val_fraction * n)) if self.validation == "holdout" else 0
+        """How many of ``n`` training digits the recipe holds out to validate on; ValueError
+        when that would leave none to train on."""
+        if self.validation != "holdout":
+            return 0
+        held = max(1, round(self.val_fraction * n))
+        if held >= n:
+            raise ValueError(f"holding out {self.val_fraction:g} of {n} training digits "
+                             "leaves none to train on")
+        return held
 
     def check(self) -> None:
         """Raise ValueError with a one-line reason for settings that cannot train."""

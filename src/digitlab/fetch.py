@@ -159,8 +159,9 @@ def _load_npz(file: Path | io.BytesIO, spec: DatasetFiles, name: str) -> dict[st
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         # numpy calls anything that is not an array file "pickled data", and suggests
         # allow_pickle: a zip archive of arrays is what is wanted, so that is the reason
-        reason = ("not a zip archive of arrays" if "pickled" in str(exc)
-                  else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        text = str(exc).strip()
+        reason = "not a zip archive of arrays" if "pickled" in text else (
+            text.splitlines()[0] if text else type(exc).__name__)
         raise _Unavailable(f"{name} is not a readable .npz ({reason})") from None
 
 

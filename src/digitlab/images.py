@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -38,12 +39,22 @@ class ImageRejected(ValueError):
     """The input cannot be read as a digit image; the message is the one-line reason."""
 
 
+def files_under(folder: str | Path) -> list[str]:
+    """The files in ``folder`` and its subfolders, in a stable order; hidden files and
+    folders are skipped, and links to folders are not followed (a link loop cannot trap
+    the walk)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(root, f) for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
 def folder_reason(path: Path) -> str:
-    """Why a folder given where an image file is read is not answered: an empty folder is
-    named as such (a folder given on the command line is read file by file, so one
-    reaches the reader only when nothing was found in it)."""
-    return ("a folder with no files in it" if not any(path.iterdir())
-            else "is a folder, not an image")
+    """Why a folder given where an image file is read is not answered. (A folder given on
+    the command line is read file by file: one reaches the reader only when it holds none.)"""
+    return ("is a folder, not an image" if files_under(path)
+            else "a folder with no files in it (hidden ones are skipped)")
 
 
 def _open(data: bytes, limits: Limits) -> Image.Image:

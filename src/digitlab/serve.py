@@ -129,8 +129,6 @@ def _pixels(value: object) -> np.ndarray:
         raise _Refused(400, f'"pixels" must be a 28x28 array, got shape {list(array.shape)}')
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
         raise _Refused(400, '"pixels" values must be between 0 and 255 (or 0 and 1)')
-    if array.min() == array.max():  # as an image with no ink is refused
-        raise _Refused(422, '"pixels" is blank: no ink (uniform)')
     return array
 
 
@@ -212,6 +210,8 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
     async def predict(request: Request):
         kind, value = await _payload(request)
         if kind == "pixels":
+            if value.min() == value.max():  # as an image with no ink is refused
+                raise _Refused(422, '"pixels" is blank: no ink (uniform)')
             return _answer(await run(recognizer.predict_mnist, value))
         return _answer(await run(recognizer.predict, value))
 
