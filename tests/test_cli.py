@@ -294,3 +294,14 @@ def test_a_missing_extra_is_named_before_any_work(tmp_path, monkeypatch, capsys,
     err = capsys.readouterr().err
     assert f"pip install 'digitlab[{extra}]'" in err and "internal error" not in err
     assert not list(tmp_path.iterdir()), "nothing made"
+
+
+def test_an_ensemble_directory_is_named_where_one_model_is_wanted(tmp_path, capsys):
+    ens = tmp_path / "ens"
+    ens.mkdir()
+    (ens / "ensemble.json").write_text("{}")
+    assert cli.main(["predict", "x.png", "--model", str(ens)]) == 1
+    assert f"{ens} is an ensemble: give one of its members" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(ens)]) == 1
+    err = capsys.readouterr().err
+    assert "ensemble.json is damaged (it names no members)" in err and "internal" not in err

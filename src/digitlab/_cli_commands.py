@@ -412,13 +412,11 @@ def cmd_runs(args) -> int:
 
 def cmd_evaluate(args) -> int:
     _import_torch()
-    from .ensemble import ENSEMBLE_FILE, average
+    from .ensemble import ENSEMBLE_FILE, average, member_runs
     from .evaluate import TTA_VIEWS, evaluate
     runs = []
     for run in args.runs:  # an ensemble's directory stands for its members
-        record = Path(run) / ENSEMBLE_FILE
-        runs += ([m["run"] for m in json.loads(record.read_text())["members"]]
-                 if record.is_file() else [run])
+        runs += member_runs(run) if (Path(run) / ENSEMBLE_FILE).is_file() else [run]
     models = [_load_model(run) for run in runs]
     dataset = args.dataset or models[0].meta.get("dataset", "mnist")
     for loaded in models:

@@ -98,6 +98,11 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     for anything that is not a readable model file of a supported format version."""
     path = Path(path)
     if not path.is_file():
+        from .ensemble import ENSEMBLE_FILE
+        if (path.parent / ENSEMBLE_FILE).is_file():
+            raise ModelFileError(f"{path.parent} is an ensemble: give one of its members "
+                                 f"({path.parent / 'member-0'}, ...), or evaluate them together "
+                                 f"with: digitlab evaluate {path.parent}")
         raise ModelFileError(f"no model file at {path}")
     try:
         with warnings.catch_warnings():  # a damaged file makes torch warn, then fail; we explain

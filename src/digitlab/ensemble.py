@@ -17,9 +17,19 @@ from .config import TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, classification_metrics
 
-__all__ = ["ENSEMBLE_FILE", "average", "train_ensemble"]
+__all__ = ["ENSEMBLE_FILE", "average", "member_runs", "train_ensemble"]
 
 ENSEMBLE_FILE = "ensemble.json"
+
+
+def member_runs(run_dir: str | Path) -> list[str]:
+    """The member run directories an ensemble's record names; ValueError if it is damaged."""
+    from .runlist import read_json
+    record = Path(run_dir) / ENSEMBLE_FILE
+    try:
+        return [str(m["run"]) for m in read_json(record)["members"]]
+    except (KeyError, TypeError):
+        raise ValueError(f"{record} is damaged (it names no members)") from None
 
 
 def average(probas: list[np.ndarray], labels: np.ndarray) -> tuple[Metrics, np.ndarray]:
