@@ -102,6 +102,9 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("train", "--model", "seed-mlp", "--epochs", "0", env=home), 2,
                     "must be at least 1")
     _one_line_error(run("train", "--model", "resnet", env=home), 2, "invalid choice")
+    wrong = run("read", "x.png", "--top", "2", env=home)
+    assert wrong.returncode == 2 and wrong.stderr.startswith("usage: digitlab read")
+    assert "unrecognized arguments: --top 2" in wrong.stderr
     _one_line_error(run("train", "--model", "best", "--holdout", "1", env=home), 2,
                     "at least 0 and below 1")
     _one_line_error(run("train", "--resume", str(tmp_path), "--epochs", "8", "--lr", "0.1",
