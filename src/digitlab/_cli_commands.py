@@ -292,7 +292,7 @@ def cmd_serve(args) -> int:
 
         from .serve import ServiceConfig, create_app
     except ImportError:
-        raise CLIError("the service needs its extra: pip install 'digitlab[serve]'") from None
+        raise CLIError(_needs_extra("the service", "serve")) from None
     if args.onnx:
         _need(("onnxruntime",), "--onnx", "export")
     from ._processes import check_free
@@ -460,7 +460,12 @@ def _need(modules: tuple[str, ...], what: str, extra: str) -> None:
     """Refuse, before any work or output, when an optional extra is not installed."""
     import importlib.util
     if any(importlib.util.find_spec(m) is None for m in modules):
-        raise CLIError(f"{what} needs its extra: pip install 'digitlab[{extra}]'")
+        raise CLIError(_needs_extra(what, extra))
+
+
+def _needs_extra(what: str, extra: str) -> str:
+    return (f"{what} needs its extra: pip install 'digitlab[{extra}]' (in a clone of the "
+            f"repository: pip install -e '.[{extra}]')")
 
 
 def _need_ray() -> None:
