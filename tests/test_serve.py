@@ -62,6 +62,10 @@ def test_predict_raw_multipart_base64_dataurl(client):
     check_answer(client.post("/v1/predict", json={"image": b64}).json(), 7)
     check_answer(client.post("/v1/predict",
                              json={"image": "data:image/png;base64," + b64}).json(), 7)
+    wrapped = base64.encodebytes(SEVEN).decode()  # a line break every 76 characters
+    check_answer(client.post("/v1/predict", json={"image": wrapped}).json(), 7)
+    for path in ("/", "/healthz", "/v1/models"):  # HEAD wherever GET
+        assert client.head(path).status_code == 200
 
 
 def test_predict_an_mnist_ready_array(client):
@@ -90,6 +94,13 @@ def test_read_a_number(client):
     ({"json": {"pixels": [[0] * 28] * 27}}, 400, "28x28"),
     ({"json": {"pixels": [[300] * 28] * 28}}, 400, "between 0 and 255"),
     ({"json": {"pixels": "abc"}}, 400, "28x28"),
+    ({"json": {"pixels": [["12"] * 28] * 28}}, 400, "array of numbers"),
+    ({"json": {"pixels": [[None] * 28] * 28}}, 400, "array of numbers"),
+    ({"json": {"image": "data:image/png;base64"}}, 400, "no comma"),
+    ({"content": b'{"pixels": ' + b"[" * 100_000, "headers": {"content-type":
+                                                             "application/json"}}, 400, "JSON"),
+    ({"content": b'{"pixels": ' + b"9" * 5000 + b"}", "headers": {
+        "content-type": "application/json"}}, 400, "JSON"),
     ({"json": {"pixels": [[0] * 28] * 28}}, 422, "blank"),
     ({"json": {"pixels": [[1.0] * 28] * 28}}, 422, "blank"),
     ({"files": {"note": (None, "text only")}}, 400, "no file"),

@@ -35,6 +35,7 @@ from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from PIL import Image
 from starlette.exceptions import HTTPException
 
@@ -113,18 +114,23 @@ def _decode_base64(text: object) -> bytes:
     if not isinstance(text, str):
         raise _Refused(400, '"image" must be a base64 string or a data URL')
     if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return base64.b64decode(text, validate=True)
+        header, comma, text = text.partition(",")
+        if not comma:
+            raise _Refused(400, '"image" is a data URL without its data (no comma)')
+    try:  # line breaks, as base64 tools write every 76 characters, are allowed
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise _Refused(400, '"image" is not valid base64') from None
 
 
 def _pixels(value: object) -> np.ndarray:
     try:
-        array = np.asarray(value, dtype=np.float32)
-    except (ValueError, TypeError):
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged
         raise _Refused(400, '"pixels" must be a 28x28 array of numbers') from None
+    if array.dtype.kind not in "biuf":  # strings, nulls, objects: not numbers
+        raise _Refused(400, '"pixels" must be a 28x28 array of numbers')
+    array = array.astype(np.float32)
     if array.shape != (28, 28):
         raise _Refused(400, f'"pixels" must be a 28x28 array, got shape {list(array.shape)}')
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
@@ -153,6 +159,8 @@ async def _payload(request: Request) -> tuple[str, object]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise _Refused(400, f"malformed JSON ({exc.msg if hasattr(exc, 'msg') else exc})") \
                 from None
+        except (RecursionError, ValueError):  # nested too deep; an integer of 4,300+ digits
+            raise _Refused(400, "JSON nested too deep or with a number too long") from None
         if not isinstance(data, dict) or not ({"image", "pixels"} & data.keys()):
             raise _Refused(400, 'JSON must be an object with "image" (base64) or "pixels" '
                            "(28x28)")
@@ -245,6 +253,11 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
         return page
+
+    for route in [r for r in app.routes if isinstance(r, APIRoute) and "GET" in r.methods]:
+        app.add_api_route(route.path, route.endpoint, methods=["HEAD"],  # as HTTP has it
+                          dependencies=route.dependencies, response_class=route.response_class,
+                          include_in_schema=False)
 
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
