@@ -101,3 +101,23 @@ def test_pil_image_with_alpha(rec):
     buf = io.BytesIO()
     Image.fromarray(a, "RGBA").save(buf, "PNG")
     assert rec.predict(buf.getvalue()).digit == 2
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_boxes_are_in_the_pixels_of_an_image_decoded_reduced(rec, fmt):
+    """Images larger than the work size are decoded reduced (PNG: reduce; JPEG: DCT
+    scaling): the boxes still come back in the file's own pixels."""
+    number = on_paper([4, 1], height=600)
+    big = Image.new("RGB", (3400, 2000), (255, 255, 255))
+    big.paste(number, (1000, 600))
+    buf = io.BytesIO()
+    big.save(buf, fmt, quality=90)
+    reading = rec.read(buf.getvalue())
+    x0, y0, x1, y1 = 1000, 600, 1000 + number.width, 600 + number.height  # the paper pasted
+    for answer in reading.digits:
+        bx0, by0, bx1, by1 = answer.box
+        assert x0 - 20 <= bx0 < bx1 <= x1 + 20 and y0 - 20 <= by0 < by1 <= y1 + 20, answer.box
+        assert by1 - by0 > 300, "a digit 600 px tall keeps most of its height"
+    assert reading.number == "41"
+    box = rec.predict(buf.getvalue()).box
+    assert x0 - 20 <= box[0] < box[2] <= x1 + 20 and box[2] - box[0] > 600

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["FORMATS", "ImageRejected", "Limits", "decode_image"]
+__all__ = ["FORMATS", "ImageRejected", "Limits", "decode_image", "decode_image_sized"]
 
 FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 
@@ -167,10 +167,22 @@ def _reduce(im: Image.Image, limits: Limits) -> Image.Image:
 def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
     """Decode an encoded image to float32 in [0, 1]: (H, W) grey or (H, W, 3) RGB, alpha
     composited on white, EXIF orientation applied. Raises :class:`ImageRejected` with a
-    one-line reason for anything that is not a readable image within ``limits``."""
-    im = _check_size(_open(data, limits), limits)
-    im = _reduce(_load(im), limits)
+    one-line reason for anything that is not a readable image within ``limits``. Images
+    larger than ``limits.work_side`` come back reduced (:func:`decode_image_sized`)."""
+    return decode_image_sized(data, limits)[0]
+
+
+def decode_image_sized(data: bytes, limits: Limits = Limits()
+                       ) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_image`'s array and the image's own (width, height), as shown (EXIF
+    orientation applied), before any reduction: what the array's coordinates scale to."""
+    im = _open(data, limits)
+    width, height = im.size
+    with contextlib.suppress(Exception):  # an unreadable tag leaves the image as stored
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # turned a quarter: sides swap
+            width, height = height, width
+    im = _reduce(_load(_check_size(im, limits)), limits)
     try:
-        return _to_array(im)
+        return _to_array(im), (width, height)
     except Exception as exc:  # a mode or palette Pillow cannot convert
         raise ImageRejected(f"unsupported pixel format {im.mode} ({_short(exc)})") from None

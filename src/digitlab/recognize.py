@@ -11,14 +11,14 @@ service.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ._bundled import bundled_path
 from .config import MIN_CONFIDENCE
-from .images import ImageRejected, Limits, decode_image, folder_reason
+from .images import ImageRejected, Limits, decode_image_sized, folder_reason
 from .preprocess import BlankImage, ReadConfig, area_resize, prepare_digit, prepare_number
 
 __all__ = ["Answer", "Reading", "Recognizer", "Rejected"]
@@ -60,14 +60,23 @@ class Reading:
         return any(d.low_confidence for d in self.digits)
 
 
-def _as_array(source, limits: Limits = Limits()) -> np.ndarray:
-    """A path, encoded bytes, a PIL image or an array -> float32 image in [0, 1]."""
+def _as_array(source, limits: Limits = Limits()) -> tuple[np.ndarray, tuple[float, float]]:
+    """A path, encoded bytes, a PIL image or an array -> float32 image in [0, 1], and the
+    (x, y) scale from its pixels to the source's: above 1 where a large image was decoded
+    reduced (boxes are given in the source's pixels)."""
+    array, size = _decoded(source, limits)
+    if size is None:
+        return array, (1.0, 1.0)
+    return array, (size[0] / array.shape[1], size[1] / array.shape[0])
+
+
+def _decoded(source, limits: Limits) -> tuple[np.ndarray, tuple[int, int] | None]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
             raise ImageRejected(folder_reason(path))
         try:
-            return decode_image(path.read_bytes(), limits)
+            return decode_image_sized(path.read_bytes(), limits)
         except FileNotFoundError:
             raise ImageRejected("no such file") from None
         except PermissionError:
@@ -75,12 +84,12 @@ def _as_array(source, limits: Limits = Limits()) -> np.ndarray:
         except OSError as exc:
             raise ImageRejected(f"cannot read the file ({exc.strerror or exc})") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(source), limits)
+        return decode_image_sized(bytes(source), limits)
     if hasattr(source, "mode") and hasattr(source, "size"):  # a PIL image
         import io
         buf = io.BytesIO()
         source.save(buf, "PNG")
-        return decode_image(buf.getvalue())
+        return decode_image_sized(buf.getvalue())
     array = np.asarray(source)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageRejected(f"array of shape {array.shape} is not an image")
@@ -88,7 +97,15 @@ def _as_array(source, limits: Limits = Limits()) -> np.ndarray:
                                         else 1.0)
     if array.ndim == 3 and array.shape[2] == 4:
         array = array[..., :3] * array[..., 3:] + (1 - array[..., 3:])
-    return np.clip(array, 0, 1)
+    return np.clip(array, 0, 1), None
+
+
+def _scaled(answer: Answer, scale: tuple[float, float]) -> Answer:
+    """``answer`` with its box in the source's pixels (``scale``: see :func:`_as_array`)."""
+    if answer.box is None or scale == (1.0, 1.0):
+        return answer
+    (x0, y0, x1, y1), (sx, sy) = answer.box, scale
+    return replace(answer, box=(int(x0 * sx), int(y0 * sy), round(x1 * sx), round(y1 * sy)))
 
 
 class Recognizer:
@@ -154,7 +171,8 @@ class Recognizer:
     def predict(self, source) -> Answer:
         """The digit in ``source`` (path, bytes, PIL image or array). Raises one of
         :data:`Rejected` with a one-line reason for an unreadable or blank input."""
-        return self._answers([prepare_digit(_as_array(source, self.limits), self.config)])[0]
+        image, scale = _as_array(source, self.limits)
+        return _scaled(self._answers([prepare_digit(image, self.config)])[0], scale)
 
     def predict_mnist(self, image: np.ndarray) -> Answer:
         """An MNIST-ready 28x28 array (white on black, 0-1 or 0-255), only scaled."""
@@ -170,7 +188,8 @@ class Recognizer:
         """The number written in ``source``: its digits left to right. A group of ink wide
         enough to be touching digits is read both whole and cut apart; the reading the model
         is surer of (the weakest digit counts) wins."""
-        parts = prepare_number(_as_array(source, self.limits), self.config)
+        image, scale = _as_array(source, self.limits)
+        parts = prepare_number(image, self.config)
         singles = self._answers([p.single for p in parts])
         digits: list[Answer] = []
         for part, single in zip(parts, singles, strict=True):
@@ -181,4 +200,5 @@ class Recognizer:
                 digits += best
             else:
                 digits.append(single)
+        digits = [_scaled(a, scale) for a in digits]
         return Reading("".join(str(a.digit) for a in digits), digits)
