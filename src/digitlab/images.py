@@ -178,7 +178,8 @@ def decode_image_sized(data: bytes, limits: Limits = Limits()
     orientation applied), before any reduction: what the array's coordinates scale to."""
     im = _open(data, limits)
     width, height = im.size
-    with contextlib.suppress(Exception):  # an unreadable tag leaves the image as stored
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # broken tags: the image is read as stored
         if im.getexif().get(0x0112) in (5, 6, 7, 8):  # turned a quarter: sides swap
             width, height = height, width
     im = _reduce(_load(_check_size(im, limits)), limits)
