@@ -289,3 +289,18 @@ def test_listening_sockets_are_tcp_and_shareable():
     finally:
         first.close()
         second.close()
+
+
+def test_the_api_docs_describe_what_to_send(client):
+    """/docs can send an image: both POST endpoints declare their bodies and errors."""
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/predict", "/v1/read"):
+        operation = spec["paths"][path]["post"]
+        content = operation["requestBody"]["content"]
+        assert content["multipart/form-data"]["schema"]["properties"]["file"]["format"] == \
+            "binary"
+        assert {"image/png", "application/json"} <= content.keys()
+        assert {"400", "413", "422"} <= operation["responses"].keys()
+    assert "pixels" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]["properties"]
+    assert client.get("/docs").status_code == 200

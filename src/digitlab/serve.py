@@ -172,6 +172,27 @@ async def _payload(request: Request) -> tuple[str, object]:
     return "image", body
 
 
+def _body_schema(pixels: bool) -> dict:
+    """The request bodies /docs offers (the routes read the raw request themselves, so
+    FastAPI cannot infer them): a file upload, raw image bytes, or JSON."""
+    json_fields = {"image": {"type": "string", "description": "base64, or a data URL"}}
+    if pixels:
+        json_fields["pixels"] = {"type": "array", "items": {"type": "array", "items": {
+            "type": "number"}}, "description": "28x28, white digit on black, 0-255 or 0-1"}
+    errors = {str(code): {"description": reason, "content": {"application/json": {
+        "schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+        for code, reason in ((400, "not an image, malformed body"), (401, "wrong API key"),
+                             (408, "the body stalled"), (413, "over the upload limit"),
+                             (422, "blank image"))}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {"type": "object", "properties": json_fields}}}},
+        "responses": errors}
+
+
 def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) -> FastAPI:
     """The service around ``recognizer`` (already loaded: start-up does no other work)."""
     app = FastAPI(title="digitlab", version="1",
@@ -214,7 +235,7 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
                            reason) from None
 
     @app.post("/v1/predict", summary="The digit in an image, or in a 28x28 array",
-              dependencies=api)
+              dependencies=api, openapi_extra=_body_schema(pixels=True))
     async def predict(request: Request):
         kind, value = await _payload(request)
         if kind == "pixels":
@@ -223,7 +244,8 @@ def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) 
             return _answer(await run(recognizer.predict_mnist, value))
         return _answer(await run(recognizer.predict, value))
 
-    @app.post("/v1/read", summary="The number written in an image", dependencies=api)
+    @app.post("/v1/read", summary="The number written in an image", dependencies=api,
+              openapi_extra=_body_schema(pixels=False))
     async def read(request: Request):
         kind, value = await _payload(request)
         if kind == "pixels":
