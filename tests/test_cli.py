@@ -233,13 +233,19 @@ def test_runs_table_sorted(tmp_path):
             "epochs_completed": 10, "train_seconds": seconds, "test_accuracy": acc}))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
+    for folder in ("ens", "notens"):  # an ensemble's members are listed; look-alikes not
+        member = tmp_path / folder / "member-0"
+        member.mkdir(parents=True)
+        (member / "config.json").write_text(json.dumps({
+            "train": {"preset": "cnn"}, "data": {"name": "mnist"}, "started": "2025-12-31"}))
+    (tmp_path / "ens" / "ensemble.json").write_text("{}")
 
     def order(*flags):
         done = run("runs", str(tmp_path), "--json", *flags)
         return [Path(r["path"]).name for r in json.loads(done.stdout)]
-    assert order() == ["b", "a", "c"]
-    assert order("--sort", "accuracy") == ["b", "c", "a"]
-    assert order("--sort", "time") == ["c", "a", "b"]
+    assert order() == ["member-0", "b", "a", "c"]
+    assert order("--sort", "accuracy") == ["b", "c", "a", "member-0"]
+    assert order("--sort", "time") == ["c", "a", "b", "member-0"]
     listed = run("runs", str(tmp_path))
     assert listed.returncode == 0 and listed.stderr.startswith(
         f"digitlab: skipped {tmp_path / 'broken'}: {tmp_path / 'broken' / 'config.json'} is "
@@ -247,7 +253,7 @@ def test_runs_table_sorted(tmp_path):
     table = listed.stdout.splitlines()
     assert table[0].split() == ["run", "preset", "dataset", "epochs", "train", "s", "test",
                                 "acc", "started"]
-    assert "97.00%" in table[1]
+    assert table[1].startswith("ens/member-0 ") and "97.00%" in table[2]
     _one_line_error(run("runs", str(tmp_path / "none")), 1, "no such folder")
     code = ("import sys; from digitlab.cli import main; "
             f"code = main(['runs', {str(tmp_path)!r}, '--json']); "

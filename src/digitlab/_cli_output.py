@@ -104,7 +104,9 @@ def format_runs(rows) -> str:
         return "no runs found"
     table = [("run", "preset", "dataset", "epochs", "train s", "test acc", "started")]
     for r in rows:
-        table.append((Path(r.path).name, r.preset, r.dataset,
+        path = Path(r.path)  # an ensemble's member as ENSEMBLE/member-i
+        name = f"{path.parent.name}/{path.name}" if path.name.startswith("member-") else path.name
+        table.append((name, r.preset, r.dataset,
                       f"{r.epochs}{' (stopped)' if r.interrupted else ''}",
                       "-" if r.train_seconds is None else f"{r.train_seconds:.1f}",
                       "-" if r.test_accuracy is None else f"{r.test_accuracy:.2%}",

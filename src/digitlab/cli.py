@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(p)
 
     p = sub.add_parser("runs", help="table of runs: preset, data, epochs, time, accuracy",
-                       description="List the run directories under DIR.")
+                       description="List the run directories under DIR, and the members "
+                       "of the ensembles there.")
     p.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="default: runs")
     p.add_argument("--sort", choices=("date", "accuracy", "time"), default="date",
                    help="order: date (oldest first), accuracy (best first), time (fastest "

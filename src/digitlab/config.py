@@ -53,6 +53,9 @@ MIN_CONFIDENCE = 0.7
 # A run directory's model file. Named here, where nothing imports PyTorch, so the CLI can refuse
 # to train over a finished run before PyTorch loads or any data is fetched.
 MODEL_FILE = "model.pt"
+# An ensemble's record, beside its members' run directories (digitlab.ensemble); named here so
+# that listing runs needs no PyTorch either.
+ENSEMBLE_FILE = "ensemble.json"
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ._io import write_atomic
-from .config import TrainConfig
+from .config import ENSEMBLE_FILE, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, classification_metrics
 
 __all__ = ["ENSEMBLE_FILE", "average", "member_runs", "train_ensemble"]
 
-ENSEMBLE_FILE = "ensemble.json"
 
 
 def member_runs(run_dir: str | Path) -> list[str]:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import ENSEMBLE_FILE
+
 __all__ = ["RunSummary", "list_runs", "read_json"]
 
 
@@ -35,11 +37,15 @@ class RunSummary:
 
 
 def list_runs(root: str | Path, skipped=None) -> list[RunSummary]:
-    """Every run directory directly under ``root`` (those with a config.json), unsorted.
+    """Every run directory directly under ``root`` (those with a config.json) and the member
+    runs of the ensembles there, unsorted.
     A run whose files cannot be read is skipped rather than failing the listing, and
     ``skipped(run, reason)`` is told, when given."""
     summaries = []
-    for config_path in sorted(Path(root).glob("*/config.json")):
+    root = Path(root)
+    members = [c for c in root.glob("*/member-*/config.json")
+               if (c.parent.parent / ENSEMBLE_FILE).is_file()]  # an ensemble's runs
+    for config_path in sorted([*root.glob("*/config.json"), *members]):
         run = config_path.parent
         try:
             config = read_json(config_path)
