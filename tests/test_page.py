@@ -114,6 +114,12 @@ def test_upload_an_image(desktop, tmp_path):
     on_paper([5], k=2, paper=(250, 236, 140), ink=(25, 40, 150)).save(path, quality=50)
     desktop.set_input_files("#file", str(path))
     shows(desktop, "5")
+    (tmp_path / "notes.txt").write_text("not an image")
+    desktop.set_input_files("#file", str(tmp_path / "notes.txt"))
+    desktop.wait_for_function("document.getElementById('note').className.includes('error')",
+                              timeout=15_000)
+    assert desktop.text_content("#digit") == "?", "the failed upload's answer is not the 5's"
+    assert "not an image" in desktop.text_content("#note")
 
 
 def test_a_three_digit_number(desktop, tmp_path):
