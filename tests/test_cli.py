@@ -114,6 +114,10 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("predict", "a.png", "--sample", "3", env=home), 2, "not both")
     _one_line_error(run("predict", "--sample", "3", "--out", "s.csv", env=home), 2,
                     "not for --sample")
+    _one_line_error(run("predict", "x.png", "--workers", "2", env=home), 2,
+                    "--workers goes with --out FILE")
+    _one_line_error(run("predict", "x.png", "--out", "a.csv", "--json", env=home), 2,
+                    "--json: with --out the answers go to the file")
     _one_line_error(run("predict", "--sample", "3", "--plot", str(tmp_path / "no" / "p.png"),
                         env=home), 1, "no folder")
     (tmp_path / "afile").write_text("x")

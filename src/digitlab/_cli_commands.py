@@ -171,13 +171,9 @@ def cmd_train(args) -> int:
 
 
 def _resume(args) -> int:
-    given = [flag for flag, value in (
-        ("--model", args.model), ("--recipe", args.recipe), ("--dataset", args.dataset),
-        ("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
-        ("--seed", args.seed), ("--holdout", args.holdout), ("--out", args.out),
-        ("--ensemble", args.ensemble if args.ensemble > 1 else None),
-        ("--engine", args.engine if args.engine != "local" else None),
-        ("--address", args.address)) if value is not None]
+    given = _given(args, model=None, recipe=None, dataset=None, epochs=None, batch_size=None,
+                   lr=None, seed=None, holdout=None, out=None, ensemble=1, engine="local",
+                   address=None)
     if given:
         raise UsageError("--resume continues a run with its own settings: drop "
                          + ", ".join(given))
@@ -514,11 +510,23 @@ def _predict_batch(args) -> int:
     return 1 if counts["rejected"] else 0
 
 
+def _given(args, **defaults) -> list[str]:
+    """The options of ``defaults`` (name: the value it has when not given) that were given."""
+    return ["--" + name.replace("_", "-") for name, default in defaults.items()
+            if getattr(args, name) != default]
+
+
 def cmd_predict(args) -> int:
     if args.sample is None and not args.inputs:
         raise UsageError("predict needs images (files, folders, globs) or --sample N")
-    if (args.resume or args.engine != "local") and not args.out:
-        raise UsageError("--resume and --engine go with --out FILE (batch mode)")
+    batch_only = _given(args, resume=False, engine="local", address=None, workers=None)
+    if batch_only and not args.out:
+        raise UsageError(f"{', '.join(batch_only)} {'goes' if len(batch_only) == 1 else 'go'} "
+                         "with --out FILE (batch mode)")
+    shown_only = _given(args, json=False, save_input=None, plot=None)
+    if shown_only and args.out:
+        raise UsageError(f"{', '.join(shown_only)}: with --out the answers go to the file, "
+                         "not here")
     if args.sample is not None and args.inputs:
         raise UsageError("give images or --sample N, not both")
     if args.sample is not None and args.out:
