@@ -128,7 +128,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("predict", "--sample", "3", "--model", str(garbage), env=home), 1,
                     "not a readable model file")
     _one_line_error(run("data", "import", str(tmp_path), env=home), 1, "cannot import")
-    _one_line_error(run("data", "fetch", "cifar", env=home), 1, "unknown dataset")
+    _one_line_error(run("data", "fetch", "cifar", env=home), 2, "unknown dataset")
 
 
 def test_model_and_dataset_must_match(tmp_path, home):

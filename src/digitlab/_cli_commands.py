@@ -117,7 +117,7 @@ def cmd_data(args) -> int:
         print("digits20 is embedded in the package; nothing to fetch")
         return 0
     if args.target != "mnist":
-        raise CLIError(f"unknown dataset {args.target!r}; choose from {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset {args.target!r}; choose from {', '.join(DATASETS)}")
     from .data import load_mnist
     _, got = load_mnist(_cache_dir(), **_fetch_options(args))
     for attempt in got.skipped:
