@@ -53,6 +53,8 @@ def test_mnist_ready_arrays_are_only_scaled(rec):
     assert a.digit == b.digit == 3 and abs(a.confidence - b.confidence) < 1e-6
     with pytest.raises(ImageRejected, match="28x28"):
         rec.predict_mnist(np.zeros((20, 20)))
+    with pytest.raises(BlankImage, match="no ink"):
+        rec.predict_mnist(np.zeros((28, 28)))
 
 
 def test_read_a_number_left_to_right(rec):

@@ -122,7 +122,7 @@ def test_config_from_preset_and_overrides():
     held = TrainConfig.from_preset("seed-mlp", holdout=0.25)
     assert (held.validation, held.val_fraction) == ("holdout", 0.25)
     for bad in (1, 1.5, -0.1, float("nan")):
-        with pytest.raises(ValueError, match="held-out fraction"):
+        with pytest.raises(ValueError, match="validation fraction must be in"):
             TrainConfig.from_preset("best", holdout=bad)
 
 

@@ -295,7 +295,8 @@ def cmd_serve(args) -> int:
     try:  # before the model loads, and before "serving on" is said
         check_free(args.host, args.port)
     except OSError as exc:
-        raise _cannot_listen(args, exc) from None
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+                       ) from None
     service = ServiceConfig(max_upload_bytes=args.max_upload_mb * 2**20,
                             cors_origins=tuple(args.cors or ()), api_key=args.api_key,
                             body_timeout=args.body_timeout)
@@ -313,8 +314,6 @@ def cmd_serve(args) -> int:
                 try:
                     run_processes(_app_from_settings, settings, args.host, args.port,
                                   args.workers, started)
-                except OSError as exc:
-                    raise _cannot_listen(args, exc) from None
                 except RuntimeError as exc:
                     raise CLIError(str(exc)) from None
             else:  # no SO_REUSEPORT (Windows): uvicorn's workers, sharing one socket
@@ -332,10 +331,6 @@ def cmd_serve(args) -> int:
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
-
-
-def _cannot_listen(args, exc: OSError) -> CLIError:
-    return CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
 def _app_from_settings(settings: dict):
@@ -402,7 +397,7 @@ def cmd_runs(args) -> int:
         print(f"digitlab: skipped {run}: {reason}", file=sys.stderr)
     rows = sorted(list_runs(root, skipped), key=key[args.sort],
                   reverse=args.sort == "accuracy")
-    print(json.dumps([vars(r) for r in rows], indent=2) if args.json else format_runs(rows))
+    print(json.dumps([vars(r) for r in rows], indent=2) if args.json else format_runs(rows, root))
     return 0
 
 

@@ -99,14 +99,12 @@ def format_prediction(answer: dict, top: int) -> str:
     return "\n".join(lines)
 
 
-def format_runs(rows) -> str:
+def format_runs(rows, root: Path) -> str:
     if not rows:
         return "no runs found"
     table = [("run", "preset", "dataset", "epochs", "train s", "test acc", "started")]
     for r in rows:
-        path = Path(r.path)  # an ensemble's member as ENSEMBLE/member-i
-        name = f"{path.parent.name}/{path.name}" if path.name.startswith("member-") else path.name
-        table.append((name, r.preset, r.dataset,
+        table.append((Path(r.path).relative_to(root).as_posix(), r.preset, r.dataset,
                       f"{r.epochs}{' (stopped)' if r.interrupted else ''}",
                       "-" if r.train_seconds is None else f"{r.train_seconds:.1f}",
                       "-" if r.test_accuracy is None else f"{r.test_accuracy:.2%}",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from multiprocessing import connection as mp_connection
 
-__all__ = ["listening_socket", "run_processes"]
+__all__ = ["check_free", "listening_socket", "run_processes"]
 
 
 def run_processes(make_app: Callable[[dict], object], settings: dict, host: str, port: int,
@@ -25,8 +25,8 @@ def run_processes(make_app: Callable[[dict], object], settings: dict, host: str,
     every waiting connection, and keep-alive clients then all talk to one worker while the
     others idle; measured here.) A worker that dies is replaced; one that cannot start stops
     the whole service. ``make_app`` must be importable by name (the workers are spawned);
-    ``started`` is called once the port is known to be free. Raises OSError when it is not."""
-    check_free(host, port)  # so not shared with another server by accident
+    the caller checks first that the port is free (:func:`check_free`: SO_REUSEPORT would
+    otherwise share it with another server), and ``started`` is called as they start."""
     started()
     context = mp.get_context("spawn")
     failed = context.Event()

@@ -17,7 +17,7 @@ from torch import nn
 
 from ._bundled import bundled_path
 from ._io import write_atomic
-from .config import ModelConfig
+from .config import ENSEMBLE_FILE, ModelConfig
 from .models import build_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelFileError", "bundled_path",
@@ -98,7 +98,6 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     for anything that is not a readable model file of a supported format version."""
     path = Path(path)
     if not path.is_file():
-        from .ensemble import ENSEMBLE_FILE
         if (path.parent / ENSEMBLE_FILE).is_file():
             raise ModelFileError(f"{path.parent} is an ensemble: give one of its members "
                                  f"({path.parent / 'member-0'}, ...), or evaluate them together "

@@ -140,13 +140,10 @@ class TrainConfig(Recipe):
         config = cls(**asdict(steps), preset=preset, dataset=dataset or p.dataset,
                      recipe=recipe or "")
         holdout = overrides.pop("holdout", None)
-        if holdout is not None:  # a fraction held out to validate on; 0: train on all of it
-            if not 0 <= holdout < 1:
-                raise ValueError(f"the held-out fraction must be at least 0 and below 1, "
-                                 f"not {holdout}")
-            overrides["validation"] = "holdout" if holdout else "none"
-            if holdout:
-                overrides["val_fraction"] = holdout
+        if holdout == 0:  # train on all of it
+            overrides["validation"] = "none"
+        elif holdout is not None:  # check() refuses fractions outside (0, 1)
+            overrides.update(validation="holdout", val_fraction=holdout)
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         config.check()
         return config

@@ -16,14 +16,13 @@ from ._io import write_atomic
 from .config import ENSEMBLE_FILE, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, classification_metrics
+from .runlist import read_json
 
 __all__ = ["ENSEMBLE_FILE", "average", "member_runs", "train_ensemble"]
 
 
-
 def member_runs(run_dir: str | Path) -> list[str]:
     """The member run directories an ensemble's record names; ValueError if it is damaged."""
-    from .runlist import read_json
     record = Path(run_dir) / ENSEMBLE_FILE
     try:
         return [str(m["run"]) for m in read_json(record)["members"]]

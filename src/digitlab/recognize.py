@@ -179,6 +179,8 @@ class Recognizer:
         image = np.asarray(image, np.float32)
         if image.shape != (28, 28):
             raise ImageRejected(f"expected a 28x28 array, got shape {image.shape}")
+        if image.min() == image.max():  # as the reading path refuses an image with no ink
+            raise BlankImage("blank image: no ink (uniform)")
         if image.max() > 1:
             image = image / 255.0
         from .preprocess import Prepared
