@@ -2,6 +2,7 @@
 digitlab's reading path against what most apps do, plus numbers, non-digits and timing.
 
     .venv/bin/python bench/reading.py [--model RUN] [--digits 1300] [--numbers 300]
+                                      [--photos 60]
 
 Prints a table per distortion kind and writes bench/results/reading.json. Pipelines compared
 on the same files and the same model:
@@ -91,6 +92,28 @@ def numbers_table(rec: Recognizer, samples) -> dict:
     return out
 
 
+def photos_table(rec: Recognizer, samples) -> dict:
+    """Phone photos of small writing: single digits through ``predict``, numbers through
+    ``read``; right, refused, and seconds per photo (decode included)."""
+    out = {}
+    for kind in ("digit", "number"):
+        right = refused = 0
+        seconds = []
+        chosen = [s for s in samples if kind in s.kinds]
+        for s in chosen:
+            t = time.perf_counter()
+            try:
+                got = rec.predict(s.data).digit if kind == "digit" else rec.read(s.data).number
+                right += str(got) == s.label
+            except Rejected:
+                refused += 1
+            seconds.append(time.perf_counter() - t)
+        out[kind] = {"n": len(chosen), "exact": right / max(1, len(chosen)),
+                     "refused": refused / max(1, len(chosen)),
+                     "median_seconds": statistics.median(seconds) if seconds else None}
+    return out
+
+
 def non_digits_table(rec: Recognizer, samples, digit_confidences) -> dict:
     confidences = []
     for s in samples:
@@ -138,6 +161,8 @@ def main() -> int:
     parser.add_argument("--numbers", type=int, default=300, help="numbers of 3-6 digits")
     parser.add_argument("--non-digits", type=int, default=100,
                         help="letters, symbols and scribbles")
+    parser.add_argument("--photos", type=int, default=60,
+                        help="12-megapixel phone photos of small digits and numbers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated set")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reading.json",
                         help="where the JSON goes")
@@ -153,11 +178,13 @@ def main() -> int:
     digits = userstyle.digit_set(images, mnist.y_test, args.digits, seed=args.seed)
     numbers = userstyle.number_set(images, mnist.y_test, args.numbers, seed=args.seed + 1)
     others = userstyle.non_digit_set(args.non_digits, seed=args.seed + 2)
-    print(f"generated {len(digits)} digits, {len(numbers)} numbers, {len(others)} non-digits "
-          f"in {time.time() - t:.0f} s", flush=True)
+    photos = userstyle.photo_set(images, mnist.y_test, args.photos, seed=args.seed + 3)
+    print(f"generated {len(digits)} digits, {len(numbers)} numbers, {len(others)} non-digits, "
+          f"{len(photos)} photos in {time.time() - t:.0f} s", flush=True)
     d, confidences = digits_table(rec, digits)
     result = {"model": str(rec.loaded.path), "digits": d, "numbers": numbers_table(rec, numbers),
               "non_digits": non_digits_table(rec, others, confidences),
+              "photos": photos_table(rec, photos),
               "timing_ms": timing_ms, "loadavg_at_timing": load_before}
 
     print(f"\n{'kind':10} {'n':>5} {'digitlab':>9} {'resize':>8} {'+invert':>8}")
@@ -172,6 +199,11 @@ def main() -> int:
     print(f"numbers read exactly: {nums['exact']:.1%} of {nums['n']} (separate "
           f"{nums['separate']['exact']:.1%}, touching {nums['touching']['exact']:.1%}, broken "
           f"{nums['broken']['exact']:.1%})")
+    for kind, row in result["photos"].items():
+        if row["n"]:
+            print(f"12-megapixel photos, small {kind}s: {row['exact']:.1%} of {row['n']} read "
+                  f"right, {row['refused']:.1%} refused as blank, median "
+                  f"{row['median_seconds']:.2f} s each")
     nd = result["non_digits"]
     print(f"non-digits flagged at {nd['threshold']}: {nd['flagged']:.1%} of {nd['n']}")
     for t, row in nd["sweep"].items():

@@ -175,14 +175,18 @@ def digit_set(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
     return out
 
 
-def number_sample(images: np.ndarray, labels: np.ndarray, rng, touching: bool,
-                  broken: bool) -> Sample:
-    """A 3-6 digit number written left to right, optionally with touching neighbours and a
-    broken stroke, dark ink on white (or coloured) paper."""
+def number_cover(images: np.ndarray, labels: np.ndarray, rng, touching: bool, broken: bool,
+                 height: int | None = None) -> tuple[np.ndarray, str]:
+    """The ink coverage of a 3-6 digit number written left to right, digits about ``height``
+    px tall (50-110 at random if None), optionally with touching neighbours and a broken
+    stroke; and its label."""
     count = int(rng.integers(3, 7))
     index = rng.choice(len(images), size=count, replace=False)
-    height = int(rng.integers(50, 110))
-    inks = [ink_layer(images[i], height + int(rng.integers(-6, 7)), rng) for i in index]
+    if height is None:
+        height = int(rng.integers(50, 110))
+    jitter = min(6, max(1, height // 8))
+    inks = [ink_layer(images[i], height + int(rng.integers(-jitter, jitter + 1)), rng)
+            for i in index]
     if broken:
         k = int(rng.integers(count))
         h = inks[k].shape[0]
@@ -201,19 +205,64 @@ def number_sample(images: np.ndarray, labels: np.ndarray, rng, touching: bool,
         region = cover[y:y + ink.shape[0], x:x + ink.shape[1]]
         np.maximum(region, ink[:region.shape[0], :region.shape[1]], out=region)
         x += ink.shape[1] + gap
+    return cover, "".join(str(labels[i]) for i in index)
+
+
+def number_sample(images: np.ndarray, labels: np.ndarray, rng, touching: bool,
+                  broken: bool) -> Sample:
+    """A 3-6 digit number written left to right, optionally with touching neighbours and a
+    broken stroke, dark ink on white (or coloured) paper."""
+    cover, label = number_cover(images, labels, rng, touching, broken)
     kinds = ["colour"] if rng.random() < 0.3 else ["clean"]
     if touching:
         kinds.append("touching")
     if broken:
         kinds.append("broken")
     data, suffix = render(cover, kinds, rng)
-    return Sample(data, "".join(str(labels[i]) for i in index), tuple(kinds), suffix)
+    return Sample(data, label, tuple(kinds), suffix)
 
 
 def number_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
     rng = np.random.default_rng(seed)
     return [number_sample(images, labels, rng, touching=i % 3 == 1, broken=i % 3 == 2)
             for i in range(n)]
+
+
+def photo_sample(images: np.ndarray, labels: np.ndarray, rng, number: bool) -> Sample:
+    """A phone photo (12 megapixels, 4:3 either way up, JPEG at quality 85-92) of a page with
+    one digit, or a 3-6 digit number, written small on it: the digits 1.5-6% of the
+    picture's shorter side tall, anywhere in its middle 80%, under light that falls off
+    across the page, with sensor noise."""
+    w, h = (4032, 3024) if rng.random() < 0.5 else (3024, 4032)
+    height = int(rng.uniform(0.015, 0.06) * min(w, h))
+    if number:
+        ink, label = number_cover(images, labels, rng, touching=False, broken=False,
+                                  height=height)
+    else:
+        i = int(rng.integers(len(images)))
+        ink, label = ink_layer(images[i], height, rng), str(labels[i])
+    ih, iw = ink.shape
+    y = int(rng.integers(int(0.1 * h), max(int(0.1 * h) + 1, int(0.9 * h) - ih)))
+    x = int(rng.integers(int(0.1 * w), max(int(0.1 * w) + 1, int(0.9 * w) - iw)))
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * np.linspace(0, 1, w, dtype=np.float32)[None, :]
+            + np.sin(angle) * np.linspace(0, 1, h, dtype=np.float32)[:, None])
+    ramp -= ramp.min()
+    ramp /= ramp.max()
+    page = rng.uniform(195, 235) * (1 - rng.uniform(0.2, 0.45) * ramp)  # light falls off
+    page[y:y + ih, x:x + iw] *= 1 - 0.85 * ink[:h - y, :w - x]
+    page += rng.normal(0, rng.uniform(2, 6), (h, w)).astype(np.float32)
+    tint = rng.uniform(0.93, 1.0, 3).astype(np.float32)  # white balance
+    rgb = np.clip(np.rint(page[..., None] * tint), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(out, "JPEG", quality=int(rng.integers(85, 93)))
+    return Sample(out.getvalue(), label, ("photo", "number" if number else "digit"), ".jpg")
+
+
+def photo_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
+    """``n`` phone photos of small writing: single digits and numbers in turn."""
+    rng = np.random.default_rng(seed)
+    return [photo_sample(images, labels, rng, number=i % 2 == 1) for i in range(n)]
 
 
 # -- things that are not digits ---------------------------------------------------------------

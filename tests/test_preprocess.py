@@ -93,6 +93,34 @@ def test_blank_images_are_refused(picture, reason):
         prepare_digit(picture)
 
 
+def test_small_writing_on_a_large_image_is_found_and_read_at_full_size():
+    # a 70 px "7" with 7 px strokes on a 3000x2000 page: under 1 px wide at the 400 px working
+    # size, where averaging fades it into the paper (this was refused as blank)
+    picture = drawing([("line", [(1800, 1200), (1850, 1200), (1815, 1270)])],
+                      size=(3000, 2000), width=7)
+    picture = picture * 0.85 + 0.1 + np.random.default_rng(0).normal(0, 0.02, picture.shape)
+    seven = prepare_digit(picture)
+    x0, y0, x1, y1 = seven.box
+    assert abs(x0 - 1797) <= 3 and abs(y0 - 1197) <= 3 and abs(x1 - 1854) <= 3 \
+        and abs(y1 - 1273) <= 3, f"box {seven.box} in the page's pixels"
+    page = drawing(SEVEN, size=(160, 120))
+    assert np.corrcoef(seven.image.ravel(), prepare_digit(page).image.ravel())[0, 1] > 0.8
+    number = drawing([("line", [(1500, 900), (1500, 960)]), ("ellipse", (1530, 900, 1570, 960)),
+                      ("line", [(1590, 900), (1630, 900), (1605, 960)])], size=(3000, 2000),
+                     width=6)
+    parts = prepare_number(number)
+    starts = [p.single.box[0] for p in parts]
+    assert len(starts) == 3 and np.abs(np.subtract(starts, [1497, 1530, 1587])).max() <= 4, starts
+
+
+def test_a_large_blank_page_stays_blank():
+    page = np.full((1500, 2000), 0.8, np.float32)
+    page += np.random.default_rng(1).normal(0, 0.02, page.shape).astype(np.float32)
+    page *= np.linspace(0.6, 1.0, 2000, dtype=np.float32)  # light falling off
+    with pytest.raises(BlankImage):
+        prepare_digit(page)
+
+
 def test_thin_and_thick_strokes_come_out_alike():
     thin = prepare_digit(drawing(SEVEN, size=(640, 480), width=3)).image
     thick = prepare_digit(drawing(SEVEN, width=22)).image

@@ -10,13 +10,17 @@ and ``read`` is:
     -> crop to the ink -> stroke width brought to MNIST's -> 20 px box, anti-aliased
     -> 28x28 with the centre of mass in the centre
 
+In a large image, ink that is small (a number written small on a page, a 12-megapixel photo
+of a sticky note) is located first and read from a crop at the file's own resolution (see
+:func:`find_ink`).
+
 No I/O and no randomness here; every constant is named once, with its reason.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -38,6 +42,7 @@ _FAINT = 0.45  # ink this much fainter than the ink threshold counts when joined
 _MAX_RADIUS = 6  # stroke width is changed by at most this many pixels at 64 px: bounded cost
 _MAX_CUT = 10  # a piece of ink is cut into at most this many touching digits
 _MAX_GROUPS = 40  # more separate marks than this are a texture, not a number
+_SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least ink there is
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class ReadConfig:
     min_speck_pixels: int = 4
     stroke_side: int = 64  # stroke width is normalised at this digit height
     normalise_stroke: bool = True
+    zoom_below: int = 64  # large images: ink shorter than this is read from a full-size crop
     split_aspect: float = 0.9  # pieces wider (w/h of a digit) may be touching digits
     max_digit_aspect: float = 1.8  # wider ones must be: 99.9% of MNIST digits are narrower
     digit_aspect: float = 0.7  # a typical digit's width/height, to count touching digits
@@ -69,6 +75,12 @@ class Ink:
     labels: np.ndarray  # (h, w) int32 pieces of ink, numbered 1..k (0: background)
     boxes: list[tuple[int, int, int, int]]  # piece i+1's (x0, y0, x1, y1), exclusive ends
     scale: float  # working pixels per original pixel
+    origin: tuple[int, int] = (0, 0)  # (x, y) of the working image's corner, original pixels
+
+    def original_box(self, box) -> tuple[int, int, int, int]:
+        """A box in working pixels -> the same box in the original image's pixels."""
+        x0, y0, x1, y1 = (int(round(v / self.scale)) for v in box)
+        return x0 + self.origin[0], y0 + self.origin[1], x1 + self.origin[0], y1 + self.origin[1]
 
 
 @dataclass(frozen=True)
@@ -118,9 +130,14 @@ def _resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(x, mode="F").resize((width, height), filt))
 
 
+def _light_paper(gray: np.ndarray) -> bool:
+    """Ink is the minority of pixels, so the median is paper: is it the light side?"""
+    return bool(np.median(gray) > 0.5 * (gray.min() + gray.max()))
+
+
 def _ink_bright(gray: np.ndarray) -> np.ndarray:
-    """Ink is the minority of pixels, so the median is paper: light paper is inverted."""
-    return 1.0 - gray if np.median(gray) > 0.5 * (gray.min() + gray.max()) else gray
+    """The image with ink bright: light paper is inverted."""
+    return 1.0 - gray if _light_paper(gray) else gray
 
 
 @functools.lru_cache(maxsize=64)
@@ -162,8 +179,68 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
 
 def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
     """The ink of ``image`` (H, W[, 3]) as bright strokes on black at working size, with its
-    connected pieces; specks are dropped. Raises :class:`BlankImage` when there is none."""
+    connected pieces; specks are dropped. Raises :class:`BlankImage` when there is none.
+
+    An image larger than the working size is first searched on a reduction to that size that
+    keeps each block's inkiest pixel (:func:`_keep_strokes`): a 9-pixel pen line on a
+    4000-pixel photo is under one pixel wide at 400 and fades into the paper when averaged.
+    Ink that comes out under ``config.zoom_below`` pixels tall there (a number written small
+    on a page) is found in a crop of the image around it, at the resolution the file has;
+    otherwise, and where the crop holds no ink by itself, the image is reduced by averaging
+    and searched as a small one is. Plain paper reduced either way is plain paper."""
     gray = to_gray(image)
+    if max(gray.shape) <= config.work_side:
+        return _find_ink(gray, config)
+    pooled, f = _keep_strokes(gray, config.work_side)
+    try:
+        located = _find_ink(pooled, config, search=True)
+    except BlankImage:
+        located = None
+    if located is not None:
+        y0, y1 = _union(located.boxes)[1::2]
+        if y1 - y0 < config.zoom_below:
+            found = _zoomed(gray, replace(located, scale=located.scale / f), config)
+            if found is not None:
+                return found
+    return _find_ink(gray, config)
+
+
+def _keep_strokes(gray: np.ndarray, side: int) -> tuple[np.ndarray, int]:
+    """``gray`` reduced by a whole factor f to at most ``side`` pixels, and f: each f x f
+    block keeps its inkiest pixel (the darkest on light paper, else the brightest), so thin
+    strokes stay at full contrast where averaging would fade them into the paper. Paper noise
+    keeps its extremes too: a reduction to search for ink on, never to read from."""
+    h, w = gray.shape
+    f = -(-max(h, w) // side)
+    step = max(1, int(np.sqrt(gray.size / 40_000)))  # which side is paper: a subsample says
+    light = _light_paper(gray[::step, ::step])
+    padded = np.pad(gray, ((0, -h % f), (0, -w % f)), mode="edge")
+    blocks = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f)
+    return (blocks.min(axis=(1, 3)) if light else blocks.max(axis=(1, 3))), f
+
+
+def _zoomed(gray: np.ndarray, ink: Ink, config: ReadConfig) -> Ink | None:
+    """The ink found again in the crop of ``gray`` around ``ink`` (a margin of half its size
+    on every side), at the crop's own working scale; None where that would not be at least
+    1.5 times ``ink``'s scale, or the crop holds no ink by itself."""
+    h, w = gray.shape
+    x0, y0, x1, y1 = ink.original_box(_union(ink.boxes))
+    margin = max(x1 - x0, y1 - y0) // 2 + 2
+    x0, y0 = max(0, x0 - margin), max(0, y0 - margin)
+    x1, y1 = min(w, x1 + margin), min(h, y1 + margin)
+    if min(1.0, config.work_side / max(x1 - x0, y1 - y0)) < 1.5 * ink.scale:
+        return None
+    try:
+        return replace(_find_ink(gray[y0:y1, x0:x1], config), origin=(x0, y0))
+    except BlankImage:
+        return None
+
+
+def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False) -> Ink:
+    """:func:`find_ink` at one working size: ``gray`` reduced to ``config.work_side`` by
+    averaging. The ink's brightness is taken as the 99.9th percentile (a few hot pixels do
+    not count), or, in a ``search`` for what may be very little ink on a stroke-keeping
+    reduction, as the ``_SEARCH_PEAK``-th brightest pixel."""
     h, w = gray.shape
     scale = min(1.0, config.work_side / max(h, w))
     if scale < 1.0:
@@ -171,7 +248,8 @@ def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
     if float(gray.max() - gray.min()) < config.min_contrast:
         raise BlankImage("blank image: no ink (uniform)")
     x = _flatten_background(_ink_bright(gray), config)
-    peak = float(np.percentile(x, 99.9))
+    peak = (float(np.partition(x.ravel(), -_SEARCH_PEAK)[-_SEARCH_PEAK]) if search
+            else float(np.percentile(x, 99.9)))
     if peak < config.min_contrast:
         raise BlankImage("blank image: no ink stands out from the paper")
     x = np.clip(x / peak, 0, 1).astype(np.float32)
@@ -259,15 +337,11 @@ def to_mnist(crop: np.ndarray, config: ReadConfig = ReadConfig()) -> np.ndarray:
     return np.clip(out / peak, 0, 1) if peak > 0 else out
 
 
-def _original_box(box, scale: float) -> tuple[int, int, int, int]:
-    return tuple(int(round(v / scale)) for v in box)
-
-
 def prepare_digit(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Prepared:
     """One digit: all the ink in the image, MNIST-normalised."""
     ink = find_ink(image, config)
     x0, y0, x1, y1 = box = _union(ink.boxes)
-    return Prepared(to_mnist(ink.image[y0:y1, x0:x1], config), _original_box(box, ink.scale))
+    return Prepared(to_mnist(ink.image[y0:y1, x0:x1], config), ink.original_box(box))
 
 
 def _group_columns(boxes) -> list[list[int]]:
@@ -354,7 +428,7 @@ def _prepared(region: np.ndarray, x0: int, y0: int, a: int, b: int, ink: Ink,
     if len(ys) == 0:
         return None
     box = (x0 + a, y0 + ys[0], x0 + b, y0 + ys[-1] + 1)
-    return Prepared(to_mnist(part[ys[0]:ys[-1] + 1], config), _original_box(box, ink.scale))
+    return Prepared(to_mnist(part[ys[0]:ys[-1] + 1], config), ink.original_box(box))
 
 
 def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list[NumberPart]:
