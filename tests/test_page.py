@@ -131,3 +131,17 @@ def test_a_three_digit_number(desktop, tmp_path):
     shows(desktop, "147")
     assert desktop.locator(".chip").count() == 3
     shoot(desktop, "desktop-number", tmp_path)
+
+
+def test_api_docs_render_offline(browser, server):
+    """/docs is Swagger UI with its scripts served by digitlab: this browser reaches nothing
+    but 127.0.0.1 (see conftest), as on a machine with no internet."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(server + "/docs")
+        page.wait_for_selector(".opblock", timeout=15_000)  # the operations, rendered
+        paths = page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => "
+                                          "e.textContent)")
+        assert {"/v1/predict", "/v1/read", "/v1/models"} <= {p.strip() for p in paths}
+    finally:
+        page.close()

@@ -6,7 +6,7 @@
     GET  /v1/models    the model being served, and the limits
     GET  /healthz      liveness
     GET  /             the draw-a-digit page (self-contained: no CDN, works offline)
-    GET  /docs         OpenAPI documentation
+    GET  /docs         OpenAPI documentation (Swagger UI; /redoc too), its scripts served here
 
 Every error is JSON ``{"error": "one-line reason"}`` with a 4xx status; the server stays up
 whatever it is sent. Images go through the one reading path; a 28x28 ``pixels`` array is
@@ -36,6 +36,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from starlette.exceptions import HTTPException
 
@@ -195,8 +196,10 @@ def _body_schema(pixels: bool) -> dict:
 
 def create_app(recognizer: Recognizer, config: ServiceConfig = ServiceConfig()) -> FastAPI:
     """The service around ``recognizer`` (already loaded: start-up does no other work)."""
-    app = FastAPI(title="digitlab", version="1",
-                  description="Handwritten digit recognition: one digit, or a whole number.")
+    # /docs and /redoc with their scripts served from the package, not a CDN: they work offline
+    app = FastAPIOffline(title="digitlab", version="1",
+                         description="Handwritten digit recognition: one digit, or a whole "
+                                     "number.")
     page = resources.files("digitlab").joinpath("_web", "index.html").read_text("utf-8")
     meta = recognizer.loaded
 
