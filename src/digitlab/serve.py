@@ -149,9 +149,12 @@ async def _payload(request: Request) -> tuple[str, object]:
             raise
         except Exception as exc:  # the multipart parser's own errors, whatever their class
             raise _Refused(400, f"malformed multipart body ({type(exc).__name__})") from None
-        files = [v for v in form.values() if hasattr(v, "read")]
+        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
         if not files:
             raise _Refused(400, 'multipart body has no file (send it as field "file")')
+        if len(files) > 1:
+            raise _Refused(400, f"multipart body has {len(files)} files: send one image per "
+                           "request")
         return "image", await files[0].read()
     body = await request.body()
     if kind == "application/json":
@@ -165,6 +168,8 @@ async def _payload(request: Request) -> tuple[str, object]:
         if not isinstance(data, dict) or not ({"image", "pixels"} & data.keys()):
             raise _Refused(400, 'JSON must be an object with "image" (base64) or "pixels" '
                            "(28x28)")
+        if {"image", "pixels"} <= data.keys():
+            raise _Refused(400, 'JSON has both "image" and "pixels": send one')
         if "pixels" in data:
             return "pixels", _pixels(data["pixels"])
         return "image", _decode_base64(data["image"])
