@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -203,6 +204,25 @@ def test_slow_body_is_refused_and_the_server_stays_up(tmp_path):
             answer += piece
         assert answer.startswith(b"HTTP/1.1 408") and b"too slow" in answer, answer
         slow.close()
+        # a byte every 0.1 s never stalls for the 1 s, but is far under 500 bytes a second
+        trickle = socket.create_connection(("127.0.0.1", port))
+        trickle.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                        b"Content-Length: 1000\r\n\r\n")
+        trickle.settimeout(0.1)
+        answer, started = b"", time.monotonic()
+        for byte in SEVEN[:100]:
+            try:
+                trickle.sendall(bytes([byte]))
+                answer += trickle.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:  # the server closed the connection after answering
+                break
+            if b"too slow" in answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 408") and b"500 bytes a second" in answer, answer
+        assert time.monotonic() - started < 5
+        trickle.close()
         assert urllib.request.urlopen(url + "/healthz", timeout=5).status == 200
     finally:
         proc.terminate()

@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=_positive_int, default=10, metavar="MB",
                    help="largest request body accepted (default 10)")
     p.add_argument("--body-timeout", type=_positive_float, default=30.0, metavar="S",
-                   help="refuse a request body that pauses longer than this (default 30)")
+                   help="refuse a request body that pauses longer than this, or that "
+                        "after this long comes slower than 500 bytes/s (default 30)")
 
     p = sub.add_parser("export", help="write an ONNX model and check it against PyTorch",
                        description="Export a model to ONNX (torch.onnx) and verify it with "

@@ -65,10 +65,17 @@ class _Refused(Exception):
         self.status, self.reason = status, reason
 
 
+# A body must keep coming at this many bytes a second on average once its first --body-timeout
+# seconds are used up, as Apache's RequestReadTimeout has it by default (body=20,MinRate=500):
+# a slow phone upload passes, a client trickling a byte at a time to hold a worker does not.
+MIN_BODY_RATE = 500
+
+
 class _LimitBody:
     """ASGI middleware: refuse request bodies over ``limit`` bytes, whether declared up front
-    (Content-Length) or streamed, before the app buffers them; and bodies that trickle in
-    slower than one piece every ``timeout`` seconds (a slow client must not hold a worker)."""
+    (Content-Length) or streamed, before the app buffers them; and bodies that stall for
+    ``timeout`` seconds, or take longer than ``timeout`` seconds plus one more for every
+    ``MIN_BODY_RATE`` bytes (a slow client must not hold a worker)."""
 
     def __init__(self, app, limit: int, timeout: float = 30.0):
         self.app, self.limit, self.timeout = app, limit, timeout
@@ -81,17 +88,23 @@ class _LimitBody:
             response = JSONResponse({"error": f"request body over the limit of {self.limit:,} "
                                      "bytes"}, status_code=413)
             return await response(scope, receive, send)
-        seen, complete = 0, False
+        seen, complete, start = 0, False, None
+        clock = asyncio.get_running_loop().time
 
         async def limited():
-            nonlocal seen, complete
+            nonlocal seen, complete, start
             if complete:  # after the body, receive() waits for a disconnect: no deadline
                 return await receive()
+            start = clock() if start is None else start
+            left = start + self.timeout + seen / MIN_BODY_RATE - clock()
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                message = await asyncio.wait_for(receive(), min(self.timeout, left))
             except asyncio.TimeoutError:
-                raise _Refused(408, f"request body too slow (nothing for {self.timeout:g} s)") \
-                    from None
+                why = (f"nothing for {self.timeout:g} s" if seen == 0 or left > self.timeout else
+                       f"under {MIN_BODY_RATE} bytes a second after {self.timeout:g} s")
+                raise _Refused(408, f"request body too slow ({why})") from None
             seen += len(message.get("body", b""))
             complete = not message.get("more_body", False)
             if seen > self.limit:
