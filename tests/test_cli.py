@@ -118,6 +118,12 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
                     "--workers goes with --out FILE")
     _one_line_error(run("predict", "x.png", "--out", "a.csv", "--json", env=home), 2,
                     "--json: with --out the answers go to the file")
+    _one_line_error(run("predict", "x.png", "--split", "test", "--dataset", "mnist", env=home),
+                    2, "--split, --dataset go with --sample N")
+    _one_line_error(run("predict", "x.png", "--top", "2", "--json", env=home), 2,
+                    "--top is for the answers printed here")
+    _one_line_error(run("predict", "x.png", "--top", "2", "--out", "a.csv", env=home), 2,
+                    "not with --out")
     _one_line_error(run("predict", "--sample", "3", "--plot", str(tmp_path / "no" / "p.png"),
                         env=home), 1, "no folder")
     (tmp_path / "afile").write_text("x")

@@ -524,6 +524,14 @@ def cmd_predict(args) -> int:
                          "not here")
     if args.sample is not None and args.inputs:
         raise UsageError("give images or --sample N, not both")
+    sample_only = _given(args, split=None, dataset=None)
+    if sample_only and args.sample is None:
+        raise UsageError(f"{', '.join(sample_only)} {'goes' if len(sample_only) == 1 else 'go'}"
+                         " with --sample N (images are read as they are)")
+    if args.top is not None and (args.json or args.out):
+        raise UsageError(f"--top is for the answers printed here, not with "
+                         f"{'--json' if args.json else '--out'} (all 10 probabilities)")
+    top, split = args.top or 3, args.split or "train"
     if args.sample is not None and args.out:
         raise UsageError("--out writes the answers for images (batch mode), not for --sample")
     if args.save_input and Path(args.save_input).exists() and not Path(args.save_input).is_dir():
@@ -535,24 +543,24 @@ def cmd_predict(args) -> int:
     if args.inputs:
         from ._cli_images import expand_sources, predict_files
         return predict_files(_recognizer(args, quick_start=True), expand_sources(args.inputs),
-                             as_json=args.json, top=args.top, save_input=args.save_input,
+                             as_json=args.json, top=top, save_input=args.save_input,
                              plot=args.plot)
     from .models import predict_proba
     loaded = _load_model(args.model)
     dataset = args.dataset or loaded.meta.get("dataset", "digits20")
     _check_shape(loaded, dataset)
     data = _load(dataset, args)
-    images, labels = ((data.train_pixels, data.y_train) if args.split == "train"
+    images, labels = ((data.train_pixels, data.y_train) if split == "train"
                       else (data.test_pixels, data.y_test))
     if not 0 <= args.sample < len(images):
         raise CLIError(f"--sample must be in 0..{len(images) - 1} for the {data.name} "
-                       f"{args.split} part")
+                       f"{split} part")
     proba = predict_proba(loaded.model, to_float(images[args.sample:args.sample + 1]))[0]
-    answer = {"file": f"{data.name}:{args.split}[{args.sample}]",
+    answer = {"file": f"{data.name}:{split}[{args.sample}]",
               "label": int(labels[args.sample]), "digit": int(proba.argmax()),
               "confidence": float(proba.max()), "probabilities": [float(p) for p in proba],
               "low_confidence": bool(proba.max() < args.min_confidence), "error": None}
-    print(json.dumps([answer], indent=2) if args.json else format_prediction(answer, args.top))
+    print(json.dumps([answer], indent=2) if args.json else format_prediction(answer, top))
     if args.plot:
         from .plots import plot_prediction
         image = images[args.sample]

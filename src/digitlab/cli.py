@@ -198,13 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N", help="index of the sample, e.g. 1015")
     p.add_argument("--dataset", choices=list(DATASETS),
                    help="for --sample (default: the model's own dataset)")
-    p.add_argument("--split", default="train", choices=("train", "test"),
+    p.add_argument("--split", choices=("train", "test"),
                    help="which part --sample indexes (default train, the tutorial's X)")
     _add_data_dir(p)
     _add_model(p)
     p.add_argument("--json", action="store_true", help="a JSON array, one object per input")
-    p.add_argument("--top", type=_positive_int, default=3, metavar="K",
-                   help="show the K most likely digits (default 3)")
+    p.add_argument("--top", type=_positive_int, metavar="K",
+                   help="show the K most likely digits (default 3; --json gives all 10)")
     p.add_argument("--save-input", metavar="DIR",
                    help="write the 28x28 image the model saw for each input into DIR")
     p.add_argument("--plot", metavar="OUT.png",
