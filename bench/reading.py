@@ -2,7 +2,7 @@
 digitlab's reading path against what most apps do, plus numbers, non-digits and timing.
 
     .venv/bin/python bench/reading.py [--model RUN] [--digits 1300] [--numbers 300]
-                                      [--photos 60]
+                                      [--joined 150] [--photos 60]
 
 Prints a table per distortion kind and writes bench/results/reading.json. Pipelines compared
 on the same files and the same model:
@@ -76,13 +76,19 @@ def digits_table(rec: Recognizer, samples) -> tuple[dict, list[float]]:
     }, confidences
 
 
-def numbers_table(rec: Recognizer, samples) -> dict:
+def read_right(rec: Recognizer, samples) -> list[bool]:
+    """For each number, whether ``read`` gets every digit right (a refusal is wrong)."""
     right = []
     for s in samples:
         try:
             right.append(rec.read(s.data).number == s.label)
         except Rejected:
             right.append(False)
+    return right
+
+
+def numbers_table(rec: Recognizer, samples) -> dict:
+    right = read_right(rec, samples)
     out = {"n": len(samples), "exact": float(np.mean(right))}
     for kind in ("touching", "broken"):
         idx = [i for i, s in enumerate(samples) if kind in s.kinds]
@@ -161,6 +167,8 @@ def main() -> int:
     parser.add_argument("--numbers", type=int, default=300, help="numbers of 3-6 digits")
     parser.add_argument("--non-digits", type=int, default=100,
                         help="letters, symbols and scribbles")
+    parser.add_argument("--joined", type=int, default=150,
+                        help="numbers whose neighbouring digits' ink joins")
     parser.add_argument("--photos", type=int, default=60,
                         help="12-megapixel phone photos of small digits and numbers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated set")
@@ -178,12 +186,14 @@ def main() -> int:
     digits = userstyle.digit_set(images, mnist.y_test, args.digits, seed=args.seed)
     numbers = userstyle.number_set(images, mnist.y_test, args.numbers, seed=args.seed + 1)
     others = userstyle.non_digit_set(args.non_digits, seed=args.seed + 2)
+    joined = userstyle.joined_set(images, mnist.y_test, args.joined, seed=args.seed + 4)
     photos = userstyle.photo_set(images, mnist.y_test, args.photos, seed=args.seed + 3)
-    print(f"generated {len(digits)} digits, {len(numbers)} numbers, {len(others)} non-digits, "
-          f"{len(photos)} photos in {time.time() - t:.0f} s", flush=True)
+    print(f"generated {len(digits)} digits, {len(numbers) + len(joined)} numbers, {len(others)} "
+          f"non-digits, {len(photos)} photos in {time.time() - t:.0f} s", flush=True)
     d, confidences = digits_table(rec, digits)
     result = {"model": str(rec.loaded.path), "digits": d, "numbers": numbers_table(rec, numbers),
               "non_digits": non_digits_table(rec, others, confidences),
+              "joined": float(np.mean(read_right(rec, joined))),
               "photos": photos_table(rec, photos),
               "timing_ms": timing_ms, "loadavg_at_timing": load_before}
 
@@ -199,6 +209,7 @@ def main() -> int:
     print(f"numbers read exactly: {nums['exact']:.1%} of {nums['n']} (separate "
           f"{nums['separate']['exact']:.1%}, touching {nums['touching']['exact']:.1%}, broken "
           f"{nums['broken']['exact']:.1%})")
+    print(f"numbers with joined digits read exactly: {result['joined']:.1%} of {len(joined)}")
     for kind, row in result["photos"].items():
         if row["n"]:
             print(f"12-megapixel photos, small {kind}s: {row['exact']:.1%} of {row['n']} read "

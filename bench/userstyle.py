@@ -228,6 +228,41 @@ def number_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
             for i in range(n)]
 
 
+def joined_sample(images: np.ndarray, labels: np.ndarray, rng) -> Sample:
+    """A 2-4 digit number whose neighbours' ink really meets at one pair (at two, one time in
+    three): each such digit slid left until its ink overlaps the one before by a few pixels,
+    so the two are one connected piece, as when a hand writes fast."""
+    count = int(rng.integers(2, 5))
+    height = int(rng.integers(50, 110))
+    index = rng.choice(len(images), size=count, replace=False)
+    inks = [ink_layer(images[i], height + int(rng.integers(-4, 5)), rng) for i in index]
+    joins = int(rng.integers(1, count)) if count > 2 and rng.random() < 1 / 3 else 1
+    joined = set(rng.choice(count - 1, size=joins, replace=False).tolist())
+    tall = max(i.shape[0] for i in inks) + 16 + height // 2
+    cover = np.zeros((tall, sum(i.shape[1] for i in inks) + (count + 4) * height), np.float32)
+    x = height
+    for k, ink in enumerate(inks):
+        y = (tall - ink.shape[0]) // 2 + int(rng.integers(-4, 5))
+        h, w = ink.shape
+        while k - 1 in joined and x > 0:  # slide left until the inks overlap by 3 pixels
+            behind = cover[y:y + h, x - 1:x - 1 + w] > 0.5
+            if (behind & (ink > 0.5)).sum() >= 3:
+                break
+            x -= 1
+        region = cover[y:y + h, x:x + w]
+        np.maximum(region, ink, out=region)
+        x += w + int(rng.integers(int(0.1 * height), int(0.35 * height)))
+    kinds = ["colour"] if rng.random() < 0.3 else ["clean"]
+    data, suffix = render(cover[:, :x + height], kinds, rng)
+    return Sample(data, "".join(str(labels[i]) for i in index), (*kinds, "joined"), suffix)
+
+
+def joined_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
+    """``n`` numbers with joined neighbours (:func:`joined_sample`)."""
+    rng = np.random.default_rng(seed)
+    return [joined_sample(images, labels, rng) for _ in range(n)]
+
+
 def photo_sample(images: np.ndarray, labels: np.ndarray, rng, number: bool) -> Sample:
     """A phone photo (12 megapixels, 4:3 either way up, JPEG at quality 85-92) of a page with
     one digit, or a 3-6 digit number, written small on it: the digits 1.5-6% of the

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from digits import on_paper, png
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from digitlab.checkpoint import bundled_path, load_model
 from digitlab.images import ImageRejected
@@ -62,6 +62,31 @@ def test_read_a_number_left_to_right(rec):
     assert reading.number == "1984"
     boxes = [d.box for d in reading.digits]
     assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)
+
+
+def _pen(strokes, size) -> bytes:
+    im = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(im)
+    for kind, pts in strokes:
+        if kind == "line":
+            draw.line(pts, fill=0, width=12, joint="curve")
+        else:
+            draw.ellipse(pts, outline=0, width=12)
+    return png(im)
+
+
+def test_joined_digits_are_cut_and_a_wide_digit_is_not(rec):
+    # "700" whose two 0s are one piece of ink, 1.6 times as wide as it is tall: one wide digit
+    # or two joined ones? The model reads the two halves surer than the whole
+    joined = _pen([("line", [(30, 30), (110, 30), (70, 130)]), ("ellipse", (130, 28, 215, 132)),
+                   ("ellipse", (210, 28, 295, 132))], (330, 160))
+    reading = rec.read(joined)
+    assert reading.number == "700" and [d.touching for d in reading.digits] == [False, True, True]
+    wide_zero = _pen([("ellipse", (30, 30, 170, 130))], (200, 160))  # 1.4 times as wide
+    assert rec.read(wide_zero).number == "0"
+    wide_two = _pen([("line", [(30, 40), (60, 25), (100, 30), (110, 60), (40, 130), (150, 130)])],
+                    (200, 160))
+    assert rec.read(wide_two).number == "2"
 
 
 def test_confidence_threshold_flags(rec):

@@ -419,6 +419,7 @@ class NumberPart:
     single: Prepared
     splits: list[list[Prepared]] = field(default_factory=list)
     must_split: bool = False
+    aspect: float = 0.0  # its width in heights of the line's digits
 
 
 def _prepared(region: np.ndarray, x0: int, y0: int, a: int, b: int, ink: Ink,
@@ -451,7 +452,8 @@ def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list
                 parts = [_prepared(region, x0, y0, a, b, ink, config) for a, b in spans]
                 if len(parts) > 1 and all(p is not None for p in parts):
                     splits.append(parts)
-        out.append(NumberPart(single, splits, (x1 - x0) > config.max_digit_aspect * line))
+        out.append(NumberPart(single, splits, (x1 - x0) > config.max_digit_aspect * line,
+                              (x1 - x0) / line))
     return out
 
 
