@@ -153,12 +153,13 @@ def test_touching_digits_are_cut_apart():
     assert len(find_ink(picture).boxes) == 1, "one connected piece"
     [part] = prepare_number(picture)
     assert not part.must_split, "the model decides: one digit or two"
-    assert all(len(s) == 2 for s in part.splits)
-    assert any(abs(left.box[2] - 78) < 6 for left, _ in part.splits), "one cut where they meet"
+    assert {len(s) for s in part.splits} == {2, 3}, "into the digits it looks wide for, or one more"
+    assert any(abs(s[0].box[2] - 78) < 6 for s in part.splits if len(s) == 2), \
+        "one cut where they meet"
     wide = drawing([("ellipse", (10, 30, 52, 90)), ("ellipse", (48, 30, 90, 90)),
                     ("ellipse", (86, 30, 128, 90))], size=(150, 120), width=6)
     [part] = prepare_number(wide)
-    assert part.must_split and len(part.splits[0]) == 3
+    assert part.must_split and {len(s) for s in part.splits} == {2, 3, 4}
 
 
 def test_same_input_same_output():

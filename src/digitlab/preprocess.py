@@ -387,25 +387,28 @@ def _attach_short(groups: list[list[int]], boxes, line_height: float) -> list[li
 
 def _cut_candidates(x: np.ndarray, line_height: float,
                     config: ReadConfig) -> list[list[tuple[int, int]]]:
-    """Ways to cut a piece too wide for one digit into column ranges: at evenly spaced
-    columns, and at the columns with least ink near them. Neither is always right (two
-    touching 0s have less ink through their middles than where they meet), so the model
-    reads each and the surest reading wins."""
+    """Ways to cut a piece too wide for one digit into column ranges: into as many digits
+    as a typical digit's width says, one fewer and one more (a 1 is narrow, a 0 wide), each at
+    evenly spaced columns and at the columns with least ink near them. None is always right
+    (two touching 0s have less ink through their middles than where they meet), so the
+    model reads each and the surest reading wins."""
     h, w = x.shape
-    n = min(_MAX_CUT, max(2, round(w / (config.digit_aspect * line_height))), max(2, w // 2))
+    guess = round(w / (config.digit_aspect * line_height))
+    counts = {min(_MAX_CUT, max(2, k), max(2, w // 2)) for k in (guess - 1, guess, guess + 1)}
     profile = ndimage.uniform_filter1d(x.sum(axis=0), size=3)
-    window = max(2, w // (3 * n))
-    even = [round(k * w / n) for k in range(1, n)]
-    thinnest = []
-    for g in even:
-        lo, hi = max(1, g - window), min(w - 1, g + window)
-        thinnest.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else g)
     out = []
-    for cuts in (even, thinnest):
-        edges = [0, *cuts, w]
-        spans = [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b - a > 1]
-        if spans not in out:
-            out.append(spans)
+    for n in sorted(counts):
+        window = max(2, w // (3 * n))
+        even = [round(k * w / n) for k in range(1, n)]
+        thinnest = []
+        for g in even:
+            lo, hi = max(1, g - window), min(w - 1, g + window)
+            thinnest.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else g)
+        for cuts in (even, thinnest):
+            edges = [0, *cuts, w]
+            spans = [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b - a > 1]
+            if spans not in out:
+                out.append(spans)
     return out
 
 

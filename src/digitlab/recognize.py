@@ -28,9 +28,10 @@ Rejected = (ImageRejected, BlankImage)  # what a bad input raises: a one-line re
 # heights of the line's digits wide may be a wide digit (a 0, a 2) or two joined ones: it is
 # cut when every cut piece reads with SPLIT_MARGIN more confidence than the whole. Chosen with
 # the bundled model on user-style numbers (bench/userstyle.py) of other seeds than
-# bench/reading.py reports: 300 numbers with joined digits 5% -> 40% read exactly, 600 numbers
-# with separate, overlapping or broken digits 95.0% either way. (Until 2026-11-23 only the
-# first kind of piece was cut.)
+# bench/reading.py reports: 300 numbers with joined digits 5% -> 40% read exactly (48% with
+# the cuts into one digit fewer or more that preprocess also offers), 600 numbers with separate,
+# overlapping or broken digits 95.0% either way. (Until 2026-11-23 only the first kind of
+# piece was cut.)
 SPLIT_ASPECT = 1.1
 SPLIT_MARGIN = 0.05
 
