@@ -315,6 +315,20 @@ def test_a_missing_extra_is_named_before_any_work(tmp_path, monkeypatch, capsys,
     assert not list(tmp_path.iterdir()), "nothing made"
 
 
+def test_report_on_an_ensemble_reports_each_member(tmp_path, home):
+    ens = tmp_path / "ens"
+    done = run("train", "--model", "seed-20x20", "--epochs", "1", "--ensemble", "2",
+               "--no-plots", "--out", str(ens), env=home)
+    assert done.returncode == 0, done.stderr
+    done = run("report", str(ens), env=home)
+    assert done.returncode == 0, done.stderr
+    for member in ("member-0", "member-1"):
+        assert "data:image/png;base64" in (ens / member / "report.html").read_text()
+    assert "the ensemble of 2 members:" in done.stdout
+    (ens / "ensemble.json").write_text("{}")
+    _one_line_error(run("report", str(ens), env=home), 1, "damaged (it names no members)")
+
+
 def test_an_ensemble_directory_is_named_where_one_model_is_wanted(tmp_path, capsys):
     ens = tmp_path / "ens"
     ens.mkdir()

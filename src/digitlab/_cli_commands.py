@@ -368,10 +368,29 @@ def cmd_export(args) -> int:
 
 def cmd_report(args) -> int:
     _import_torch()
+    from .ensemble import ENSEMBLE_FILE, member_runs
+    run = Path(args.run)
+    if not (run / ENSEMBLE_FILE).is_file():
+        _report_run(run, args)
+        return 0
+    try:
+        members = member_runs(run)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    for member in members:  # each member's own report; the record gives the ensemble's figure
+        _report_run(Path(member), args)
+    from .runs import read_json
+    accuracy = read_json(run / ENSEMBLE_FILE).get("test_accuracy")
+    if isinstance(accuracy, float):
+        print(f"the ensemble of {_count(len(members), 'member')}: {accuracy:.2%} test accuracy "
+              f"(digitlab evaluate {run} gives its figures)")
+    return 0
+
+
+def _report_run(run: Path, args) -> None:
     from .evaluate import evaluate
     from .report import write_plots, write_report
     from .runs import read_history, read_json
-    run = Path(args.run)
     if not (run / "config.json").is_file() or not (run / "metrics.json").is_file():
         raise CLIError(f"{run} is not a finished run directory (config.json and metrics.json "
                        "are needed)")
@@ -382,7 +401,6 @@ def cmd_report(args) -> int:
     metrics, proba = evaluate(loaded.model, data.x_test, data.y_test)
     write_plots(run, read_history(run), metrics, data.x_test, data.y_test, proba, validation)
     print(f"wrote {write_report(run)} and the plots in {run / 'plots'}")
-    return 0
 
 
 def cmd_runs(args) -> int:

@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="plots and a self-contained report.html for a run",
                        description="Draw the run's plots (curves, predictions, confusion "
                        "matrix, mistakes, per-class bars) into RUN/plots and write "
-                       "RUN/report.html, one file with everything embedded.")
-    p.add_argument("run", metavar="RUN", help="run directory")
+                       "RUN/report.html, one file with everything embedded. For an "
+                       "ensemble's directory (train --ensemble K), each member's.")
+    p.add_argument("run", metavar="RUN", help="run directory, or an ensemble's")
     _add_data_dir(p)
 
     p = sub.add_parser("runs", help="table of runs: preset, data, epochs, time, accuracy",
