@@ -126,6 +126,8 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
                     "not with --out")
     _one_line_error(run("predict", "--sample", "3", "--plot", str(tmp_path / "no" / "p.png"),
                         env=home), 1, "no folder")
+    _one_line_error(run("predict", "x.png", "--plot", str(tmp_path / "p.xyz"), env=home), 2,
+                    "a picture file is needed (.avif")
     (tmp_path / "afile").write_text("x")
     _one_line_error(run("predict", "x.png", "--save-input", str(tmp_path / "afile"), env=home),
                     1, "needs a folder")
