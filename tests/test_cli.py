@@ -327,6 +327,9 @@ def test_report_on_an_ensemble_reports_each_member(tmp_path, home):
     for member in ("member-0", "member-1"):
         assert "data:image/png;base64" in (ens / member / "report.html").read_text()
     assert "the ensemble of 2 members:" in done.stdout
+    from digitlab.checkpoint import bundled_path
+    _one_line_error(run("evaluate", str(ens / "member-0"), str(bundled_path()), env=home), 1,
+                    "must read one image size; these read 20x20 and 28x28")
     (ens / "ensemble.json").write_text("{}")
     _one_line_error(run("report", str(ens), env=home), 1, "damaged (it names no members)")
 

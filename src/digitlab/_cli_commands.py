@@ -427,6 +427,10 @@ def cmd_evaluate(args) -> int:
     for run in args.runs:  # an ensemble's directory stands for its members
         runs += member_runs(run) if (Path(run) / ENSEMBLE_FILE).is_file() else [run]
     models = [_load_model(run) for run in runs]
+    shapes = {tuple(m.config.input_shape) for m in models}
+    if len(shapes) > 1:
+        raise CLIError("an ensemble's models must read one image size; these read "
+                       + " and ".join(f"{h}x{w}" for h, w in sorted(shapes)))
     dataset = args.dataset or models[0].meta.get("dataset", "mnist")
     for loaded in models:
         _check_shape(loaded, dataset)
