@@ -127,7 +127,9 @@ def test_bad_input_is_refused_in_one_line(tmp_path, home):
     _one_line_error(run("predict", "--sample", "3", "--plot", str(tmp_path / "no" / "p.png"),
                         env=home), 1, "no folder")
     _one_line_error(run("predict", "x.png", "--plot", str(tmp_path / "p.xyz"), env=home), 2,
-                    "a picture file is needed (.avif")
+                    "a picture file is needed (")
+    _one_line_error(run("predict", "x.png", "--plot", str(tmp_path / "p.pgf"), env=home), 2,
+                    ".png")
     (tmp_path / "afile").write_text("x")
     _one_line_error(run("predict", "x.png", "--save-input", str(tmp_path / "afile"), env=home),
                     1, "needs a folder")
@@ -327,6 +329,9 @@ def test_report_on_an_ensemble_reports_each_member(tmp_path, home):
     for member in ("member-0", "member-1"):
         assert "data:image/png;base64" in (ens / member / "report.html").read_text()
     assert "the ensemble of 2 members:" in done.stdout
+    ens = ens.rename(tmp_path / "moved")  # its record names the members where they were made
+    done = run("evaluate", str(ens), env=home)
+    assert done.returncode == 0 and "ensemble of 2" in done.stdout, done.stderr
     from digitlab.checkpoint import bundled_path
     _one_line_error(run("evaluate", str(ens / "member-0"), str(bundled_path()), env=home), 1,
                     "must read one image size; these read 20x20 and 28x28")

@@ -113,6 +113,26 @@ def test_small_writing_on_a_large_image_is_found_and_read_at_full_size():
     assert len(starts) == 3 and np.abs(np.subtract(starts, [1497, 1530, 1587])).max() <= 4, starts
 
 
+def test_ruled_lines_and_underlines_are_not_digits():
+    one, seven = ("line", [(100, 110), (100, 175)]), ("line", [(130, 110), (175, 110),
+                                                                (150, 175)])
+    ruled = [("line", [(0, y), (500, y)]) for y in range(20, 300, 40)]
+    page = np.minimum(drawing(ruled, size=(500, 300), width=2, ink=0.6, paper=0.96),
+                      drawing([one, seven], size=(500, 300), width=7))  # faint printed lines
+    parts = prepare_number(page)
+    assert [abs(p.single.box[0] - x) <= 4 for p, x in zip(parts, [96, 130])] == [True, True], \
+        "the 1 and the 7, no lines"
+    assert parts[0].single.box[3] - parts[0].single.box[1] > 60, "the 1 kept whole across a line"
+    underlined = drawing([("ellipse", (20, 30, 80, 120)), ("ellipse", (100, 30, 160, 120)),
+                          ("line", [(10, 140), (300, 140)])], size=(320, 170), width=9)
+    parts = prepare_number(underlined)
+    assert len(parts) == 2 and all(p.single.box[3] < 130 for p in parts)
+    with pytest.raises(BlankImage, match="only straight lines"):
+        prepare_digit(drawing(ruled, size=(500, 300), width=2))
+    seven_alone = drawing([("line", [(10, 10), (150, 10), (60, 110)])], size=(160, 120))
+    assert prepare_digit(seven_alone).box[1] <= 6, "a 7's bar is no line"
+
+
 def test_a_large_blank_page_stays_blank():
     page = np.full((1500, 2000), 0.8, np.float32)
     page += np.random.default_rng(1).normal(0, 0.02, page.shape).astype(np.float32)

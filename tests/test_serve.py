@@ -69,6 +69,13 @@ def test_predict_raw_multipart_base64_dataurl(client):
         assert client.head(path).status_code == 200
 
 
+def test_a_forms_empty_optional_file_field_is_no_second_file(client):
+    files = [("file", ("seven.png", SEVEN, "image/png")),
+             ("extra", ("", b"", "application/octet-stream"))]
+    response = client.post("/v1/predict", files=files)
+    assert response.status_code == 200 and response.json()["digit"] == 7, response.text
+
+
 def test_predict_an_mnist_ready_array(client):
     grey = np.asarray(on_paper([4]).convert("L"), np.float32) / 255
     seen = prepare_digit(grey).image

@@ -560,9 +560,11 @@ def cmd_predict(args) -> int:
         raise CLIError(f"--save-input {args.save_input} is a file; it needs a folder")
     if args.plot and not Path(args.plot).parent.is_dir():
         raise CLIError(f"--plot {args.plot}: no folder {Path(args.plot).parent} to write it in")
-    if args.plot and Path(args.plot).suffix:
+    if args.plot and not Path(args.plot).suffix:
+        args.plot += ".png"  # as matplotlib would write it: say so
+    if args.plot:
         from matplotlib.backend_bases import FigureCanvasBase  # --plot draws with it anyway
-        kinds = FigureCanvasBase.get_supported_filetypes()
+        kinds = set(FigureCanvasBase.get_supported_filetypes()) - {"pgf"}  # pgf: LaTeX
         if Path(args.plot).suffix.lower().lstrip(".") not in kinds:
             raise UsageError(f"--plot {args.plot}: a picture file is needed "
                              f"({', '.join('.' + k for k in sorted(kinds))})")

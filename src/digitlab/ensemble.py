@@ -22,12 +22,17 @@ __all__ = ["ENSEMBLE_FILE", "average", "member_runs", "train_ensemble"]
 
 
 def member_runs(run_dir: str | Path) -> list[str]:
-    """The member run directories an ensemble's record names; ValueError if it is damaged."""
+    """The member run directories an ensemble's record names; ValueError if it is damaged.
+    The record names them as they were given when it was trained (relative to the folder
+    the command ran in, say): a member not found there is looked for in ``run_dir``, so an
+    ensemble still works from another folder, or moved."""
     record = Path(run_dir) / ENSEMBLE_FILE
     try:
-        return [str(m["run"]) for m in read_json(record)["members"]]
+        named = [Path(m["run"]) for m in read_json(record)["members"]]
     except (KeyError, TypeError):
         raise ValueError(f"{record} is damaged (it names no members)") from None
+    return [str(m if m.is_dir() or not (Path(run_dir) / m.name).is_dir()
+                else Path(run_dir) / m.name) for m in named]
 
 
 def average(probas: list[np.ndarray], labels: np.ndarray) -> tuple[Metrics, np.ndarray]:

@@ -11,7 +11,7 @@ and ``read`` is:
     -> 28x28 with the centre of mass in the centre
 
 In a large image, ink that is small (a number written small on a page, a 12-megapixel photo
-of a sticky note) is located first and read from a crop at the file's own resolution (see
+of a sticky note) is read again from a crop at the resolution the image has (see
 :func:`find_ink`).
 
 No I/O and no randomness here; every constant is named once, with its reason.
@@ -57,7 +57,8 @@ class ReadConfig:
     stroke_side: int = 64  # stroke width is normalised at this digit height
     normalise_stroke: bool = True
     zoom_below: int = 64  # large images: ink shorter than this is read from a full-size crop
-    split_aspect: float = 0.9  # pieces wider (w/h of a digit) may be touching digits
+    line_length: float = 2.5  # horizontal runs this many times the ink's height are lines
+    split_aspect: float = 1.1  # pieces wider (w/h of a digit) may be touching digits
     max_digit_aspect: float = 1.8  # wider ones must be: 99.9% of MNIST digits are narrower
     digit_aspect: float = 0.7  # a typical digit's width/height, to count touching digits
 
@@ -100,9 +101,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         return image
     luma = image @ np.array([0.299, 0.587, 0.114], np.float32)
     candidates = [luma, image[..., 0], image[..., 1], image[..., 2]]
-    step = max(1, int(np.sqrt(luma.size / 40_000)))  # score on a subsample: same answer
+    step = _subsample_step(luma.size)  # score on a subsample: same answer
     scores = [_otsu(c[::step, ::step])[1] for c in candidates]
     return np.ascontiguousarray(candidates[int(np.argmax(scores))])
+
+
+def _subsample_step(size: int) -> int:
+    """The stride that leaves about 40,000 of ``size`` pixels: enough for image statistics."""
+    return max(1, int(np.sqrt(size / 40_000)))
 
 
 def _otsu(x: np.ndarray, bins: int = 64) -> tuple[float, float]:
@@ -181,28 +187,31 @@ def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
     """The ink of ``image`` (H, W[, 3]) as bright strokes on black at working size, with its
     connected pieces; specks are dropped. Raises :class:`BlankImage` when there is none.
 
-    An image larger than the working size is first searched on a reduction to that size that
-    keeps each block's inkiest pixel (:func:`_keep_strokes`): a 9-pixel pen line on a
-    4000-pixel photo is under one pixel wide at 400 and fades into the paper when averaged.
-    Ink that comes out under ``config.zoom_below`` pixels tall there (a number written small
-    on a page) is found in a crop of the image around it, at the resolution the file has;
-    otherwise, and where the crop holds no ink by itself, the image is reduced by averaging
-    and searched as a small one is. Plain paper reduced either way is plain paper."""
+    An image larger than the working size is reduced to it by averaging. Ink that comes out
+    under ``config.zoom_below`` pixels tall there (a number written small on a page) is found
+    again in a crop of the image around it, at the resolution the image has (a large file is
+    decoded at about 1,600 px, see :class:`digitlab.images.Limits`). Where no ink is found
+    at all, strokes may have been too thin to survive the averaging (a 9-pixel pen line on a
+    4000-pixel photo is under one pixel wide at 400): the ink is then looked for on a
+    reduction that keeps each block's inkiest pixel (:func:`_keep_strokes`) and read from a
+    crop around it. Plain paper reduced either way is plain paper."""
     gray = to_gray(image)
     if max(gray.shape) <= config.work_side:
         return _find_ink(gray, config)
-    pooled, f = _keep_strokes(gray, config.work_side)
     try:
-        located = _find_ink(pooled, config, search=True)
-    except BlankImage:
-        located = None
-    if located is not None:
-        y0, y1 = _union(located.boxes)[1::2]
-        if y1 - y0 < config.zoom_below:
-            found = _zoomed(gray, replace(located, scale=located.scale / f), config)
-            if found is not None:
-                return found
-    return _find_ink(gray, config)
+        ink = _find_ink(gray, config)
+    except BlankImage as blank:
+        pooled, f = _keep_strokes(gray, config.work_side)
+        try:
+            located = _find_ink(pooled, config, search=True)
+        except BlankImage:
+            raise blank from None
+        found = _zoomed(gray, replace(located, scale=located.scale / f), config)
+        if found is None:
+            raise blank from None
+        return found
+    y0, y1 = _union(ink.boxes)[1::2]
+    return ink if y1 - y0 >= config.zoom_below else _zoomed(gray, ink, config) or ink
 
 
 def _keep_strokes(gray: np.ndarray, side: int) -> tuple[np.ndarray, int]:
@@ -212,11 +221,12 @@ def _keep_strokes(gray: np.ndarray, side: int) -> tuple[np.ndarray, int]:
     keeps its extremes too: a reduction to search for ink on, never to read from."""
     h, w = gray.shape
     f = -(-max(h, w) // side)
-    step = max(1, int(np.sqrt(gray.size / 40_000)))  # which side is paper: a subsample says
-    light = _light_paper(gray[::step, ::step])
-    padded = np.pad(gray, ((0, -h % f), (0, -w % f)), mode="edge")
-    blocks = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f)
-    return (blocks.min(axis=(1, 3)) if light else blocks.max(axis=(1, 3))), f
+    step = _subsample_step(gray.size)  # which side is paper: a subsample says
+    reduce = np.minimum if _light_paper(gray[::step, ::step]) else np.maximum
+    if h % f or w % f:
+        gray = np.pad(gray, ((0, -h % f), (0, -w % f)), mode="edge")
+    rows = reduce.reduce(gray.reshape(gray.shape[0] // f, f, gray.shape[1]), axis=1)
+    return reduce.reduce(rows.reshape(rows.shape[0], rows.shape[1] // f, f), axis=2), f
 
 
 def _zoomed(gray: np.ndarray, ink: Ink, config: ReadConfig) -> Ink | None:
@@ -259,8 +269,14 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False) -> Ink
     threshold = max(_otsu(x)[0], 0.25)
     labels, n = ndimage.label(x > _FAINT * threshold, structure=_EIGHT)
     seeded = np.zeros(n + 1, bool)
-    seeded[labels[x > threshold]] = True
+    # a seed is clearly ink, and also ink at all: what stands out from the paper by less than
+    # config.min_contrast (left over from uneven light, say) is not, however normalised
+    seeded[labels[(x > threshold) & (x * peak >= config.min_contrast)]] = True
     seeded[0] = False
+    strokes = _without_lines(labels, seeded, config)
+    if strokes is not None:  # ruled lines, an underline or a frame taken out
+        labels, n = ndimage.label(strokes, structure=_EIGHT)
+        seeded = np.ones(n + 1, bool)
     areas = np.bincount(labels.ravel(), minlength=n + 1)[1:] * seeded[1:]
     keep = areas >= max(config.min_speck_pixels, config.speck_fraction * areas.max(initial=0))
     if not keep.any():
@@ -274,6 +290,52 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False) -> Ink
     # Keep the anti-aliased edges around the kept strokes, nothing else.
     x = np.where(_grow(mask, 2), x, 0).astype(np.float32)
     return Ink(x, mask, labels, boxes, scale)
+
+
+def _without_lines(labels: np.ndarray, seeded: np.ndarray,
+                   config: ReadConfig) -> np.ndarray | None:
+    """The ink (the pieces of ``labels`` that are ``seeded``) without the long horizontal
+    lines in it (ruled paper, an underline, a form's baseline), or None where it has none.
+    A line is a horizontal run of ink at least ``config.line_length`` times as long as the
+    pieces of ink are tall (0.6 times that if it runs from edge to edge): a 7's bar or a 2's
+    base never is. (Vertical lines are left: a 1 on a tight crop looks like one.) Where a
+    stroke crosses a line, the stroke is kept whole. Raises :class:`BlankImage` when there is
+    nothing but lines."""
+    mask = seeded[labels]
+    if not mask.any():
+        return None
+    h, w = mask.shape
+    areas = np.bincount(labels.ravel(), minlength=len(seeded))[1:] * seeded[1:]
+    height = _line_height([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s, a in
+                           zip(ndimage.find_objects(labels), areas, strict=False)
+                           if s is not None and a and a >= config.speck_fraction * areas.max()])
+    shortest = config.line_length * height * 0.6
+    # the longest horizontal run in any row, from where runs start and end: most images
+    # have none that long, and are done here
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).view(np.int8), axis=1)
+    starts, ends = np.nonzero(edges == 1)[1], np.nonzero(edges == -1)[1]
+    if len(starts) == 0 or (ends - starts).max() < shortest:
+        return None
+    run = max(8, round(0.06 * max(h, w)))  # shorter runs are never looked at
+    opened = ndimage.binary_opening(mask, structure=np.ones((1, run), bool))
+    runs, _ = ndimage.label(opened, structure=_EIGHT)
+    # a run from edge to edge goes on past them (a crop of a ruled page): less of it shows
+    lines = [(runs == i + 1, s) for i, s in enumerate(ndimage.find_objects(runs))
+             if s[1].stop - s[1].start >= config.line_length * height * (
+                 0.6 if (s[1].start, s[1].stop) == (0, w) else 1.0)]
+    if not lines:
+        return None
+    out = mask
+    for pixels, s in lines:
+        across = np.ones((s[0].stop - s[0].start + 3, 1), bool)
+        kept = out & ~pixels
+        # a stroke crossing the line: ink above and below it is joined through it again
+        bridged = ndimage.binary_erosion(ndimage.binary_dilation(kept, structure=across),
+                                         structure=across, border_value=1)
+        out = kept | (pixels & bridged)
+    if not out.any():
+        raise BlankImage("blank image: only straight lines (ruled paper?), nothing written")
+    return out
 
 
 def _grow(mask: np.ndarray, r: int) -> np.ndarray:
@@ -422,7 +484,6 @@ class NumberPart:
     single: Prepared
     splits: list[list[Prepared]] = field(default_factory=list)
     must_split: bool = False
-    aspect: float = 0.0  # its width in heights of the line's digits
 
 
 def _prepared(region: np.ndarray, x0: int, y0: int, a: int, b: int, ink: Ink,
@@ -455,8 +516,7 @@ def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list
                 parts = [_prepared(region, x0, y0, a, b, ink, config) for a, b in spans]
                 if len(parts) > 1 and all(p is not None for p in parts):
                     splits.append(parts)
-        out.append(NumberPart(single, splits, (x1 - x0) > config.max_digit_aspect * line,
-                              (x1 - x0) / line))
+        out.append(NumberPart(single, splits, (x1 - x0) > config.max_digit_aspect * line))
     return out
 
 

@@ -24,15 +24,14 @@ from .preprocess import BlankImage, ReadConfig, area_resize, prepare_digit, prep
 __all__ = ["Answer", "Reading", "Recognizer", "Rejected"]
 
 Rejected = (ImageRejected, BlankImage)  # what a bad input raises: a one-line reason
-# A piece of ink wider than any one digit is always cut apart. One more than SPLIT_ASPECT
-# heights of the line's digits wide may be a wide digit (a 0, a 2) or two joined ones: it is
-# cut when every cut piece reads with SPLIT_MARGIN more confidence than the whole. Chosen with
-# the bundled model on user-style numbers (bench/userstyle.py) of other seeds than
-# bench/reading.py reports: 300 numbers with joined digits 5% -> 40% read exactly (48% with
-# the cuts into one digit fewer or more that preprocess also offers), 600 numbers with separate,
-# overlapping or broken digits 95.0% either way. (Until 2026-11-23 only the first kind of
-# piece was cut.)
-SPLIT_ASPECT = 1.1
+# A piece of ink wider than any one digit could be is always cut apart. One merely wide
+# enough to be two (ReadConfig.split_aspect) may be a wide digit (a 0, a 2) or two joined
+# ones: it is cut when every cut piece reads with SPLIT_MARGIN more confidence than the
+# whole. Chosen with the bundled model on user-style numbers (bench/userstyle.py) of other
+# seeds than bench/reading.py reports: 300 numbers with joined digits 5% -> 40% read exactly
+# (48% with the cuts into one digit fewer or more that preprocess also offers), 600 numbers
+# with separate, overlapping or broken digits 95.0% either way. (Until 2026-11-23 only the
+# first kind of piece was cut.)
 SPLIT_MARGIN = 0.05
 
 
@@ -203,9 +202,8 @@ class Recognizer:
         for part, single in zip(parts, singles, strict=True):
             cuts = [self._answers(s, [True] * len(s)) for s in part.splits]
             best = max(cuts, key=lambda c: min(a.confidence for a in c), default=None)
-            if best and (part.must_split or (
-                    part.aspect > SPLIT_ASPECT
-                    and min(a.confidence for a in best) > single.confidence + SPLIT_MARGIN)):
+            if best and (part.must_split or min(a.confidence for a in best)
+                         > single.confidence + SPLIT_MARGIN):
                 digits += best
             else:
                 digits.append(single)

@@ -162,7 +162,8 @@ async def _payload(request: Request) -> tuple[str, object]:
             raise
         except Exception as exc:  # the multipart parser's own errors, whatever their class
             raise _Refused(400, f"malformed multipart body ({type(exc).__name__})") from None
-        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
+        # an optional file field a form left empty is a part with no name and no bytes
+        files = [v for _, v in form.multi_items() if hasattr(v, "read") and (v.filename or v.size)]
         if not files:
             raise _Refused(400, 'multipart body has no file (send it as field "file")')
         if len(files) > 1:
