@@ -73,6 +73,14 @@ def test_rgba_with_black_transparent_pixels_is_white_paper():
     assert out[0, 0] == 1.0 and out[20, 25] < 0.2
 
 
+def test_light_ink_on_a_transparent_canvas_stays_visible():
+    # a dark-theme drawing app: white strokes on nothing; on white paper they would vanish
+    a = np.zeros((50, 50, 4), np.uint8)
+    a[10:40, 22:28] = (250, 250, 250, 255)
+    out = decode_image(encode(Image.fromarray(a, "RGBA"), "PNG"))
+    assert out[0, 0] == 0.0 and out[20, 25] > 0.9
+
+
 def test_gif_first_frame():
     first, second = seven(), Image.new("L", (120, 100), 0)
     data = encode(first, "GIF", save_all=True, append_images=[second], duration=100)

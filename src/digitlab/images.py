@@ -2,9 +2,9 @@
 
 Pillow reads the header first; the declared size is checked before any pixel is allocated,
 so a decompression bomb is refused cheaply. A large JPEG is decoded downscaled instead (DCT
-scaling, Pillow's draft mode). Transparency is composited onto white paper, EXIF orientation
-applied, 16-bit and palette images converted; the result is float32 in [0, 1], (H, W) for a
-grey image and (H, W, 3) for a colour one.
+scaling, Pillow's draft mode). Transparency is composited onto white paper (black for light
+ink), EXIF orientation applied, 16-bit and palette images converted; the result is float32
+in [0, 1], (H, W) for a grey image and (H, W, 3) for a colour one.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def _load(im: Image.Image) -> Image.Image:
 
 
 def _to_array(im: Image.Image) -> np.ndarray:
-    """Pillow image of any mode -> float32 (H, W) grey or (H, W, 3) RGB on white, in [0, 1]."""
+    """Pillow image of any mode -> float32 (H, W) grey or (H, W, 3) RGB on white (on black
+    where transparency holds light ink), in [0, 1]."""
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(im, dtype=np.float32) / 65535.0
@@ -148,9 +149,14 @@ def _to_array(im: Image.Image) -> np.ndarray:
     elif mode not in ("RGB", "RGBA"):
         im = im.convert("RGBA" if "A" in mode else "RGB")
     a = np.asarray(im, dtype=np.float32) / 255.0
-    if a.shape[-1] == 4:  # composite onto white paper: a transparent canvas is blank paper
+    if a.shape[-1] == 4:  # composite onto paper: a transparent canvas is blank paper
         alpha = a[..., 3:]
-        a = a[..., :3] * alpha + (1.0 - alpha)
+        # white paper, unless the ink drawn on it is light (a dark-theme canvas's white
+        # strokes would vanish on white): then black paper
+        shown = alpha[..., 0] > 0.5
+        light_ink = shown.any() and not shown.all() and float(
+            (a[..., :3][shown] @ np.array([0.299, 0.587, 0.114], np.float32)).mean()) > 0.5
+        a = a[..., :3] * alpha + (0.0 if light_ink else 1.0 - alpha)
     if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]):
         return np.ascontiguousarray(a[..., 0])
     return a

@@ -281,6 +281,11 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False) -> Ink
     keep = areas >= max(config.min_speck_pixels, config.speck_fraction * areas.max(initial=0))
     if not keep.any():
         raise BlankImage("blank image: only specks, no stroke")
+    for i, piece in enumerate(ndimage.find_objects(labels)):  # (a search's reduction makes
+        if keep[i] and not search and _is_dot(labels[piece] == i + 1):  # small 0s solid)
+            keep[i] = False  # a speck of dirt, a decimal point
+    if not keep.any():
+        raise BlankImage("no digit: only a dot or a smudge")
     lookup = np.zeros(n + 1, np.int32)
     lookup[1:][keep] = np.arange(1, keep.sum() + 1)  # kept pieces renumbered 1..k
     labels = lookup[labels]
@@ -336,6 +341,17 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     if not out.any():
         raise BlankImage("blank image: only straight lines (ruled paper?), nothing written")
     return out
+
+
+def _is_dot(piece: np.ndarray) -> bool:
+    """Whether a piece of ink (its box's mask) is a solid round or square blot: the largest
+    disc inside it is nearly as wide as the piece is long. No digit is; a 0 filled in by a
+    thick marker is taller than wide, so its largest disc is not. (An oval blot passes for a
+    0: tried wider, the rule took thick-marker digits for blots.)"""
+    h, w = piece.shape
+    if not 0.7 <= w / h <= 1.4 or piece.mean() < 0.6:  # quick: most pieces end here
+        return False
+    return 2 * float(ndimage.distance_transform_edt(np.pad(piece, 1)).max()) >= 0.85 * max(h, w)
 
 
 def _grow(mask: np.ndarray, r: int) -> np.ndarray:
