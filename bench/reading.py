@@ -2,7 +2,7 @@
 digitlab's reading path against what most apps do, plus numbers, non-digits and timing.
 
     .venv/bin/python bench/reading.py [--model RUN] [--digits 1300] [--numbers 300]
-                                      [--joined 150] [--photos 60]
+                                      [--joined 150] [--lined 100] [--photos 60]
 
 Prints a table per distortion kind and writes bench/results/reading.json. Pipelines compared
 on the same files and the same model:
@@ -169,6 +169,8 @@ def main() -> int:
                         help="letters, symbols and scribbles")
     parser.add_argument("--joined", type=int, default=150,
                         help="numbers whose neighbouring digits' ink joins")
+    parser.add_argument("--lined", type=int, default=100,
+                        help="numbers on ruled paper or underlined")
     parser.add_argument("--photos", type=int, default=60,
                         help="12-megapixel phone photos of small digits and numbers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated set")
@@ -187,13 +189,16 @@ def main() -> int:
     numbers = userstyle.number_set(images, mnist.y_test, args.numbers, seed=args.seed + 1)
     others = userstyle.non_digit_set(args.non_digits, seed=args.seed + 2)
     joined = userstyle.joined_set(images, mnist.y_test, args.joined, seed=args.seed + 4)
+    lined = userstyle.lined_set(images, mnist.y_test, args.lined, seed=args.seed + 5)
     photos = userstyle.photo_set(images, mnist.y_test, args.photos, seed=args.seed + 3)
-    print(f"generated {len(digits)} digits, {len(numbers) + len(joined)} numbers, {len(others)} "
-          f"non-digits, {len(photos)} photos in {time.time() - t:.0f} s", flush=True)
+    print(f"generated {len(digits)} digits, {len(numbers) + len(joined) + len(lined)} numbers, "
+          f"{len(others)} non-digits, {len(photos)} photos in {time.time() - t:.0f} s", flush=True)
     d, confidences = digits_table(rec, digits)
     result = {"model": str(rec.loaded.path), "digits": d, "numbers": numbers_table(rec, numbers),
               "non_digits": non_digits_table(rec, others, confidences),
               "joined": float(np.mean(read_right(rec, joined))),
+              "lined": {kind: float(np.mean(read_right(rec, [s for s in lined if kind in s.kinds])))
+                        for kind in ("ruled", "underlined")},
               "photos": photos_table(rec, photos),
               "timing_ms": timing_ms, "loadavg_at_timing": load_before}
 
@@ -210,6 +215,8 @@ def main() -> int:
           f"{nums['separate']['exact']:.1%}, touching {nums['touching']['exact']:.1%}, broken "
           f"{nums['broken']['exact']:.1%})")
     print(f"numbers with joined digits read exactly: {result['joined']:.1%} of {len(joined)}")
+    print(f"numbers on ruled paper read exactly: {result['lined']['ruled']:.1%}, underlined: "
+          f"{result['lined']['underlined']:.1%} ({len(lined) // 2} each)")
     for kind, row in result["photos"].items():
         if row["n"]:
             print(f"12-megapixel photos, small {kind}s: {row['exact']:.1%} of {row['n']} read "

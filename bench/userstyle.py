@@ -263,6 +263,39 @@ def joined_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
     return [joined_sample(images, labels, rng) for _ in range(n)]
 
 
+def lined_sample(images: np.ndarray, labels: np.ndarray, rng, ruled: bool) -> Sample:
+    """A 3-6 digit number on ruled paper (faint printed lines 1.3-1.8 digit heights apart,
+    the digits sitting on one, some crossing the next), or underlined with the pen."""
+    cover, label = number_cover(images, labels, rng, touching=False, broken=False)
+    h, w = cover.shape
+    ys, _ = np.nonzero(cover > 0.5)
+    top, bottom = int(ys.min()), int(ys.max())
+    if ruled:
+        pitch = int((bottom - top) * rng.uniform(1.3, 1.8))
+        tall = h + 2 * pitch
+        page = np.zeros((tall, w), np.float32)
+        page[pitch:pitch + h] = cover
+        lines = np.zeros_like(page)
+        for y in range(pitch + bottom - 2 * pitch, tall, pitch):  # one under the digits
+            if y >= 0:
+                lines[y:y + int(rng.integers(1, 4))] = rng.uniform(0.35, 0.6)
+        cover = np.maximum(page, lines)
+    else:
+        y = min(h - 4, bottom + int(rng.integers(4, 12)))
+        x0, x1 = int(rng.integers(0, w // 8)), int(w - rng.integers(0, w // 8))
+        cover = cover.copy()
+        cover[y:y + int(rng.integers(3, 7)), x0:x1] = 1.0
+    kinds = ["colour"] if rng.random() < 0.3 else ["clean"]
+    data, suffix = render(cover, kinds, rng)
+    return Sample(data, label, (*kinds, "ruled" if ruled else "underlined"), suffix)
+
+
+def lined_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
+    """``n`` numbers, on ruled paper and underlined in turn (:func:`lined_sample`)."""
+    rng = np.random.default_rng(seed)
+    return [lined_sample(images, labels, rng, ruled=i % 2 == 0) for i in range(n)]
+
+
 def photo_sample(images: np.ndarray, labels: np.ndarray, rng, number: bool) -> Sample:
     """A phone photo (12 megapixels, 4:3 either way up, JPEG at quality 85-92) of a page with
     one digit, or a 3-6 digit number, written small on it: the digits 1.5-6% of the
