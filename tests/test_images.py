@@ -79,6 +79,11 @@ def test_light_ink_on_a_transparent_canvas_stays_visible():
     a[10:40, 22:28] = (250, 250, 250, 255)
     out = decode_image(encode(Image.fromarray(a, "RGBA"), "PNG"))
     assert out[0, 0] == 0.0 and out[20, 25] > 0.9
+    card = np.zeros((50, 50, 4), np.uint8)  # a white card with rounded, transparent corners
+    card[2:48, 2:48] = (255, 255, 255, 255)
+    card[10:40, 22:28] = (20, 20, 20, 255)
+    out = decode_image(encode(Image.fromarray(card, "RGBA"), "PNG"))
+    assert out[0, 0] == 1.0 and out[20, 25] < 0.2, "light paper drawn opaque stays paper"
 
 
 def test_gif_first_frame():

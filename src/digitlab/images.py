@@ -149,17 +149,22 @@ def _to_array(im: Image.Image) -> np.ndarray:
     elif mode not in ("RGB", "RGBA"):
         im = im.convert("RGBA" if "A" in mode else "RGB")
     a = np.asarray(im, dtype=np.float32) / 255.0
-    if a.shape[-1] == 4:  # composite onto paper: a transparent canvas is blank paper
-        alpha = a[..., 3:]
-        # white paper, unless the ink drawn on it is light (a dark-theme canvas's white
-        # strokes would vanish on white): then black paper
-        shown = alpha[..., 0] > 0.5
-        light_ink = shown.any() and not shown.all() and float(
-            (a[..., :3][shown] @ np.array([0.299, 0.587, 0.114], np.float32)).mean()) > 0.5
-        a = a[..., :3] * alpha + (0.0 if light_ink else 1.0 - alpha)
+    if a.shape[-1] == 4:
+        a = composite(a)
     if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]):
         return np.ascontiguousarray(a[..., 0])
     return a
+
+
+def composite(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) float RGBA in [0, 1] -> (H, W, 3) RGB on paper: a transparent canvas is blank
+    paper, white, unless what is drawn on it is a minority of light strokes (a dark-theme
+    canvas's white ink would vanish on white): then black."""
+    alpha = rgba[..., 3:]
+    shown = alpha[..., 0] > 0.5
+    light_ink = 0 < shown.mean() < 0.5 and float(
+        (rgba[..., :3][shown] @ np.array([0.299, 0.587, 0.114], np.float32)).mean()) > 0.5
+    return rgba[..., :3] * alpha + (0.0 if light_ink else 1.0 - alpha)
 
 
 def _reduce(im: Image.Image, limits: Limits) -> Image.Image:

@@ -302,9 +302,10 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     """The ink (the pieces of ``labels`` that are ``seeded``) without the long horizontal
     lines in it (ruled paper, an underline, a form's baseline), or None where it has none.
     A line is a horizontal run of ink at least ``config.line_length`` times as long as the
-    pieces of ink are tall (0.6 times that if it runs from edge to edge): a 7's bar or a 2's
-    base never is. (Vertical lines are left: a 1 on a tight crop looks like one.) Where a
-    stroke crosses a line, the stroke is kept whole. Raises :class:`BlankImage` when there is
+    pieces of ink are tall (0.6 times that if it runs from edge to edge) that reaches past
+    the rest of the ink on one side at least: a 7's bar or the joined bases of "222" never
+    is. (Vertical lines are left: a 1 on a tight crop looks like one.) Where a stroke crosses
+    a line, the stroke is kept whole. Raises :class:`BlankImage` when there is
     nothing but lines."""
     mask = seeded[labels]
     if not mask.any():
@@ -323,21 +324,36 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
         return None
     run = max(8, round(0.06 * max(h, w)))  # shorter runs are never looked at
     opened = ndimage.binary_opening(mask, structure=np.ones((1, run), bool))
-    runs, _ = ndimage.label(opened, structure=_EIGHT)
+    runs, count = ndimage.label(opened, structure=_EIGHT)
+    if count > _MAX_GROUPS:  # a hatched or textured surface, not lines to take out
+        return None
     # a run from edge to edge goes on past them (a crop of a ruled page): less of it shows
     lines = [(runs == i + 1, s) for i, s in enumerate(ndimage.find_objects(runs))
              if s[1].stop - s[1].start >= config.line_length * height * (
                  0.6 if (s[1].start, s[1].stop) == (0, w) else 1.0)]
     if not lines:
         return None
-    out = mask
-    for pixels, s in lines:
-        across = np.ones((s[0].stop - s[0].start + 3, 1), bool)
-        kept = out & ~pixels
-        # a stroke crossing the line: ink above and below it is joined through it again
-        bridged = ndimage.binary_erosion(ndimage.binary_dilation(kept, structure=across),
-                                         structure=across, border_value=1)
-        out = kept | (pixels & bridged)
+    found = np.zeros_like(mask)
+    for pixels, _ in lines:
+        found |= pixels
+    rest = np.flatnonzero((mask & ~found).any(axis=0))  # the columns other ink is in
+    # A line reaches past the writing on at least one side, as a rule under a number or a
+    # ruled page does; the joined bases of "222", or of a tight crop of "22", do not
+    past = 0.25 * height
+    lines = [(pixels, s) for pixels, s in lines if not len(rest)
+             or s[1].start <= rest[0] - past or s[1].stop >= rest[-1] + 1 + past]
+    if not lines:
+        return None
+    found[:] = False
+    for pixels, _ in lines:
+        found |= pixels
+    thick = int(np.median([s[0].stop - s[0].start for _, s in lines]))
+    across = np.ones((min(thick, max(1, round(0.25 * height))) + 3, 1), bool)
+    kept = mask & ~found
+    # a stroke crossing a line: ink above and below it is joined through it again
+    bridged = ndimage.binary_erosion(ndimage.binary_dilation(kept, structure=across),
+                                     structure=across, border_value=1)
+    out = kept | (found & bridged)
     if not out.any():
         raise BlankImage("blank image: only straight lines (ruled paper?), nothing written")
     return out

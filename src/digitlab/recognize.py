@@ -18,7 +18,7 @@ import numpy as np
 
 from ._bundled import bundled_path
 from .config import MIN_CONFIDENCE
-from .images import ImageRejected, Limits, decode_image_sized, folder_reason
+from .images import ImageRejected, Limits, composite, decode_image_sized, folder_reason
 from .preprocess import BlankImage, ReadConfig, area_resize, prepare_digit, prepare_number
 
 __all__ = ["Answer", "Reading", "Recognizer", "Rejected"]
@@ -101,7 +101,7 @@ def _decoded(source, limits: Limits) -> tuple[np.ndarray, tuple[int, int] | None
     array = array.astype(np.float32) / (255.0 if array.dtype == np.uint8 or array.max() > 1
                                         else 1.0)
     if array.ndim == 3 and array.shape[2] == 4:
-        array = array[..., :3] * array[..., 3:] + (1 - array[..., 3:])
+        array = composite(array)
     return np.clip(array, 0, 1), None
 
 
