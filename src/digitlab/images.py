@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = ["FORMATS", "ImageRejected", "Limits", "decode_image", "decode_image_sized"]
 
 FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey, ITU-R BT.601
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def composite(rgba: np.ndarray) -> np.ndarray:
     alpha = rgba[..., 3:]
     shown = alpha[..., 0] > 0.5
     light_ink = 0 < shown.mean() < 0.5 and float(
-        (rgba[..., :3][shown] @ np.array([0.299, 0.587, 0.114], np.float32)).mean()) > 0.5
+        (rgba[..., :3][shown] @ LUMA).mean()) > 0.5
     return rgba[..., :3] * alpha + (0.0 if light_ink else 1.0 - alpha)
 
 

@@ -6,7 +6,8 @@ preserving their aspect ratio ... centered in a 28x28 image by computing the cen
 and ``read`` is:
 
     grey (the channel mix with most ink/paper contrast) -> working size -> ink made bright
-    -> smooth background (uneven light) subtracted -> ink mask -> specks dropped
+    -> smooth background (uneven light) subtracted -> ink mask -> ruled lines, specks and
+    dots dropped
     -> crop to the ink -> stroke width brought to MNIST's -> 20 px box, anti-aliased
     -> 28x28 with the centre of mass in the centre
 
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+
+from .images import LUMA
 
 __all__ = ["BlankImage", "Ink", "NumberPart", "Prepared", "ReadConfig", "area_resize", "find_ink",
            "prepare_digit", "prepare_number", "to_gray", "to_mnist"]
@@ -99,7 +102,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:
         return image
-    luma = image @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = image @ LUMA
     candidates = [luma, image[..., 0], image[..., 1], image[..., 2]]
     step = _subsample_step(luma.size)  # score on a subsample: same answer
     scores = [_otsu(c[::step, ::step])[1] for c in candidates]
@@ -281,9 +284,10 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False) -> Ink
     keep = areas >= max(config.min_speck_pixels, config.speck_fraction * areas.max(initial=0))
     if not keep.any():
         raise BlankImage("blank image: only specks, no stroke")
-    for i, piece in enumerate(ndimage.find_objects(labels)):  # (a search's reduction makes
-        if keep[i] and not search and _is_dot(labels[piece] == i + 1):  # small 0s solid)
-            keep[i] = False  # a speck of dirt, a decimal point
+    if not search:  # (a search's darkest-pixel reduction makes small 0s solid: no dots there)
+        for i, piece in enumerate(ndimage.find_objects(labels)):
+            if keep[i] and _is_dot(labels[piece] == i + 1):  # dirt, a decimal point
+                keep[i] = False
     if not keep.any():
         raise BlankImage("no digit: only a dot or a smudge")
     lookup = np.zeros(n + 1, np.int32)
@@ -327,27 +331,20 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     runs, count = ndimage.label(opened, structure=_EIGHT)
     if count > _MAX_GROUPS:  # a hatched or textured surface, not lines to take out
         return None
+    spans = ndimage.find_objects(runs)
     # a run from edge to edge goes on past them (a crop of a ruled page): less of it shows
-    lines = [(runs == i + 1, s) for i, s in enumerate(ndimage.find_objects(runs))
-             if s[1].stop - s[1].start >= config.line_length * height * (
-                 0.6 if (s[1].start, s[1].stop) == (0, w) else 1.0)]
-    if not lines:
-        return None
-    found = np.zeros_like(mask)
-    for pixels, _ in lines:
-        found |= pixels
-    rest = np.flatnonzero((mask & ~found).any(axis=0))  # the columns other ink is in
+    long = [i for i, s in enumerate(spans, 1) if s[1].stop - s[1].start >= config.line_length
+            * height * (0.6 if (s[1].start, s[1].stop) == (0, w) else 1.0)]
+    rest = np.flatnonzero((mask & ~np.isin(runs, long)).any(axis=0))  # other ink's columns
     # A line reaches past the writing on at least one side, as a rule under a number or a
     # ruled page does; the joined bases of "222", or of a tight crop of "22", do not
     past = 0.25 * height
-    lines = [(pixels, s) for pixels, s in lines if not len(rest)
-             or s[1].start <= rest[0] - past or s[1].stop >= rest[-1] + 1 + past]
+    lines = [i for i in long if not len(rest) or spans[i - 1][1].start <= rest[0] - past
+             or spans[i - 1][1].stop >= rest[-1] + 1 + past]
     if not lines:
         return None
-    found[:] = False
-    for pixels, _ in lines:
-        found |= pixels
-    thick = int(np.median([s[0].stop - s[0].start for _, s in lines]))
+    found = np.isin(runs, lines)
+    thick = int(np.median([spans[i - 1][0].stop - spans[i - 1][0].start for i in lines]))
     across = np.ones((min(thick, max(1, round(0.25 * height))) + 3, 1), bool)
     kept = mask & ~found
     # a stroke crossing a line: ink above and below it is joined through it again
