@@ -3,6 +3,7 @@ digitlab's reading path against what most apps do, plus numbers, non-digits and 
 
     .venv/bin/python bench/reading.py [--model RUN] [--digits 1300] [--numbers 300]
                                       [--joined 150] [--lined 100] [--photos 60]
+                                      [--shadowed 60]
 
 Prints a table per distortion kind and writes bench/results/reading.json. Pipelines compared
 on the same files and the same model:
@@ -173,6 +174,8 @@ def main() -> int:
                         help="numbers on ruled paper or underlined")
     parser.add_argument("--photos", type=int, default=60,
                         help="12-megapixel phone photos of small digits and numbers")
+    parser.add_argument("--shadowed", type=int, default=60,
+                        help="such photos with a shadow cast across the page near the writing")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated set")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reading.json",
                         help="where the JSON goes")
@@ -191,15 +194,18 @@ def main() -> int:
     joined = userstyle.joined_set(images, mnist.y_test, args.joined, seed=args.seed + 4)
     lined = userstyle.lined_set(images, mnist.y_test, args.lined, seed=args.seed + 5)
     photos = userstyle.photo_set(images, mnist.y_test, args.photos, seed=args.seed + 3)
+    shadowed = userstyle.photo_set(images, mnist.y_test, args.shadowed, seed=args.seed + 6,
+                                   shadow=True)
     print(f"generated {len(digits)} digits, {len(numbers) + len(joined) + len(lined)} numbers, "
-          f"{len(others)} non-digits, {len(photos)} photos in {time.time() - t:.0f} s", flush=True)
+          f"{len(others)} non-digits, {len(photos) + len(shadowed)} photos in "
+          f"{time.time() - t:.0f} s", flush=True)
     d, confidences = digits_table(rec, digits)
     result = {"model": str(rec.loaded.path), "digits": d, "numbers": numbers_table(rec, numbers),
               "non_digits": non_digits_table(rec, others, confidences),
               "joined": float(np.mean(read_right(rec, joined))),
               "lined": {kind: float(np.mean(read_right(rec, [s for s in lined if kind in s.kinds])))
                         for kind in ("ruled", "underlined")},
-              "photos": photos_table(rec, photos),
+              "photos": photos_table(rec, photos), "shadowed": photos_table(rec, shadowed),
               "timing_ms": timing_ms, "loadavg_at_timing": load_before}
 
     print(f"\n{'kind':10} {'n':>5} {'digitlab':>9} {'resize':>8} {'+invert':>8}")
@@ -217,11 +223,12 @@ def main() -> int:
     print(f"numbers with joined digits read exactly: {result['joined']:.1%} of {len(joined)}")
     print(f"numbers on ruled paper read exactly: {result['lined']['ruled']:.1%}, underlined: "
           f"{result['lined']['underlined']:.1%} ({len(lined) // 2} each)")
-    for kind, row in result["photos"].items():
-        if row["n"]:
-            print(f"12-megapixel photos, small {kind}s: {row['exact']:.1%} of {row['n']} read "
-                  f"right, {row['refused']:.1%} refused as blank, median "
-                  f"{row['median_seconds']:.2f} s each")
+    for table, shade in (("photos", ""), ("shadowed", ", a shadow across the page")):
+        for kind, row in result[table].items():
+            if row["n"]:
+                print(f"12-megapixel photos{shade}, small {kind}s: {row['exact']:.1%} of "
+                      f"{row['n']} read right, {row['refused']:.1%} refused as blank, median "
+                      f"{row['median_seconds']:.2f} s each")
     nd = result["non_digits"]
     print(f"non-digits flagged at {nd['threshold']}: {nd['flagged']:.1%} of {nd['n']}")
     for t, row in nd["sweep"].items():

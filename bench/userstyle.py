@@ -296,11 +296,14 @@ def lined_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
     return [lined_sample(images, labels, rng, ruled=i % 2 == 0) for i in range(n)]
 
 
-def photo_sample(images: np.ndarray, labels: np.ndarray, rng, number: bool) -> Sample:
+def photo_sample(images: np.ndarray, labels: np.ndarray, rng, number: bool,
+                 shadow: bool = False) -> Sample:
     """A phone photo (12 megapixels, 4:3 either way up, JPEG at quality 85-92) of a page with
     one digit, or a 3-6 digit number, written small on it: the digits 1.5-6% of the
     picture's shorter side tall, anywhere in its middle 80%, under light that falls off
-    across the page, with sensor noise."""
+    across the page, with sensor noise. With ``shadow``, a shadow (the phone's or a hand's)
+    is cast across the page too: a straight edge, soft over 0.2-1% of the shorter side,
+    passing within 1.5 times the writing's size of it, the paper 35-60% darker beyond."""
     w, h = (4032, 3024) if rng.random() < 0.5 else (3024, 4032)
     height = int(rng.uniform(0.015, 0.06) * min(w, h))
     if number:
@@ -318,6 +321,9 @@ def photo_sample(images: np.ndarray, labels: np.ndarray, rng, number: bool) -> S
     ramp -= ramp.min()
     ramp /= ramp.max()
     page = rng.uniform(195, 235) * (1 - rng.uniform(0.2, 0.45) * ramp)  # light falls off
+    if shadow:
+        page *= 1 - rng.uniform(0.35, 0.6) * _shadow_edge(w, h, x + iw / 2, y + ih / 2,
+                                                          max(ih, iw), rng)
     page[y:y + ih, x:x + iw] *= 1 - 0.85 * ink[:h - y, :w - x]
     page += rng.normal(0, rng.uniform(2, 6), (h, w)).astype(np.float32)
     tint = rng.uniform(0.93, 1.0, 3).astype(np.float32)  # white balance
@@ -327,10 +333,22 @@ def photo_sample(images: np.ndarray, labels: np.ndarray, rng, number: bool) -> S
     return Sample(out.getvalue(), label, ("photo", "number" if number else "digit"), ".jpg")
 
 
-def photo_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
+def _shadow_edge(w: int, h: int, cx: float, cy: float, size: int, rng) -> np.ndarray:
+    """(h, w) float32 from 0 (lit) to 1 (in shadow) across a soft straight edge at a random
+    angle, passing within 1.5 ``size`` of (cx, cy)."""
+    angle = rng.uniform(0, 2 * np.pi)
+    px, py = cx + rng.uniform(-1.5, 1.5) * size, cy + rng.uniform(-1.5, 1.5) * size
+    soft = rng.uniform(0.002, 0.01) * min(w, h)
+    across = ((np.arange(w, dtype=np.float32)[None, :] - px) * np.cos(angle)
+              + (np.arange(h, dtype=np.float32)[:, None] - py) * np.sin(angle))
+    return (0.5 + 0.5 * np.tanh(across * (0.85 / soft))).astype(np.float32)
+
+
+def photo_set(images, labels, n: int, seed: int = 0, shadow: bool = False) -> list[Sample]:
     """``n`` phone photos of small writing: single digits and numbers in turn."""
     rng = np.random.default_rng(seed)
-    return [photo_sample(images, labels, rng, number=i % 2 == 1) for i in range(n)]
+    return [photo_sample(images, labels, rng, number=i % 2 == 1, shadow=shadow)
+            for i in range(n)]
 
 
 # -- things that are not digits ---------------------------------------------------------------

@@ -76,6 +76,17 @@ def test_uneven_light_and_specks_change_little():
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
 
 
+def test_a_shadow_cast_across_the_page_is_not_read_as_ink():
+    # a hard-edged shadow over the left of the page (a phone's, say): its edge, and the sharp
+    # corners it makes with the picture's border, were read as the strokes of a "1"
+    picture = drawing([("line", [(330, 150), (380, 150), (345, 220)])], size=(600, 400),
+                      width=8) * 0.9
+    yy, xx = np.mgrid[0:400, 0:600]
+    picture[xx < 200 + 0.3 * yy] *= 0.5  # the shadow's edge leans, 70 px left of the 7
+    x0, y0, x1, y1 = prepare_digit(picture).box
+    assert 320 <= x0 <= 335 and 140 <= y0 <= 155 and 375 <= x1 <= 390 and 215 <= y1 <= 230
+
+
 def test_box_is_where_the_ink_was():
     picture = np.ones((200, 300), np.float32)
     picture[50:150, 200:215] = 0.0

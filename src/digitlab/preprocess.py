@@ -6,8 +6,8 @@ preserving their aspect ratio ... centered in a 28x28 image by computing the cen
 and ``read`` is:
 
     grey (the channel mix with most ink/paper contrast) -> working size -> ink made bright
-    -> smooth background (uneven light) subtracted -> ink mask -> ruled lines, specks and
-    dots dropped
+    -> background light (uneven light, a shadow's edge) subtracted -> ink mask -> ruled lines,
+    specks and dots dropped
     -> crop to the ink -> stroke width brought to MNIST's -> 20 px box, anti-aliased
     -> 28x28 with the centre of mass in the centre
 
@@ -46,6 +46,8 @@ _MAX_RADIUS = 6  # stroke width is changed by at most this many pixels at 64 px:
 _MAX_CUT = 10  # a piece of ink is cut into at most this many touching digits
 _MAX_GROUPS = 40  # more separate marks than this are a texture, not a number
 _SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least ink there is
+_SHADE_OPENING = 5  # cells: a shadow's edge is followed this closely (strokes are thinner)
+_SHADE_STEP = 0.05  # a shadow's edge: paper this much darker on one side (of full range)
 
 
 @dataclass(frozen=True)
@@ -160,19 +162,38 @@ def _cubic_terms(gh: int, gw: int) -> np.ndarray:
 
 
 def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
-    """Subtract a smooth background surface (uneven light, a vignette, a gradient). On a
+    """Subtract the background light (uneven light, a vignette, a gradient, a shadow). On a
     coarse grid, a grey opening first removes the strokes (anything narrower than a third of
     the image) while keeping broad shading, however dark a corner gets; a cubic polynomial is
-    then fitted to that robustly: what still stands well above it (a marker blob too wide for
-    the opening) is left out of the next fit."""
+    then fitted to that robustly (:func:`_smooth_fit`). A shadow cast across the page has an
+    edge no polynomial follows: where :func:`_shade` finds one, the opening itself is the
+    background inside it."""
     h, w = x.shape
     s = config.background_side / max(h, w)
     gh, gw = max(2, round(h * s)), max(2, round(w * s))
-    small = _resize(x, gw, gh)
     size = max(3, config.background_side // 3)
-    small = ndimage.grey_opening(small, size=(size, size), mode="nearest")
-    small = small.ravel().astype(np.float64)
+    small = _resize(x, gw, gh)
+    opened = ndimage.grey_opening(small, size=(size, size), mode="nearest")
     terms = _cubic_terms(gh, gw)
+    background = _smooth_fit(opened, terms).reshape(gh, gw)
+    shade = _shade(opened - background)
+    if shade.any():  # in the shadow, the opening itself
+        # Near its edge, a narrow opening: the wide one cannot follow the edge into the sharp
+        # corner it makes with the picture's border. Grown by a cell, so the edge the
+        # upsampling blurs falls on the light side.
+        near = ndimage.binary_dilation(shade, structure=_EIGHT)
+        band = near & ~ndimage.binary_erosion(shade, iterations=size // 2, border_value=1)
+        level = np.where(band, ndimage.grey_opening(small, size=(_SHADE_OPENING,) * 2,
+                                                    mode="nearest"), opened)
+        background = np.where(near, ndimage.grey_dilation(level, size=(3, 3), mode="nearest"),
+                              background)
+    return np.clip(x - _resize(background.astype(np.float32), w, h), 0, None)
+
+
+def _smooth_fit(opened: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """A cubic polynomial fitted robustly to ``opened`` (raveled): what stands well above the
+    fit (a marker blob too wide for the opening) is left out of the next round."""
+    small = opened.ravel().astype(np.float64)
     paper = np.ones(len(small), bool)
     for _ in range(_FIT_ROUNDS):
         a = terms[paper]
@@ -182,8 +203,31 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
         spread = 1.4826 * float(np.median(np.abs(resid[paper]))) + _PAPER_NOISE
         paper = resid < 2.5 * spread
     # A polynomial swings past the data near corners the ink hid: keep it within the paper
-    background = np.clip(terms @ coef, small[paper].min(), small[paper].max())
-    return np.clip(x - _resize(background.reshape(gh, gw).astype(np.float32), w, h), 0, None)
+    return np.clip(terms @ coef, small[paper].min(), small[paper].max())
+
+
+def _shade(excess: np.ndarray) -> np.ndarray:
+    """Cells of the coarse grid in a shadow with an edge no polynomial follows (a phone's or a
+    hand's, cast across the page): regions where the opened image stands above the smooth fit
+    by more than the paper's noise, and at the picture's edge by at least ``_SHADE_STEP``, as
+    a shadow cast from outside does. A marker blob that survived the opening sits inside.
+    (Treating a lit region the same way, when most of the page is in shadow, took thick
+    strokes for light.)"""
+    regions, n = ndimage.label(excess > _PAPER_NOISE, structure=_EIGHT)
+    if n == 0:
+        return np.zeros(excess.shape, bool)
+    rim = np.ones(excess.shape, bool)
+    rim[1:-1, 1:-1] = False
+    out = np.zeros(excess.shape, bool)
+    for i in np.unique(regions[rim & (excess > _SHADE_STEP)]):
+        region = regions == i
+        # A shadow is a plateau: about as dark at the picture's edge as anywhere in it. Light
+        # falling off towards a corner rises gradually (most of it far below its edge), and a
+        # marker blob joined to a dark corner is far darker than the corner.
+        edge = excess[region & rim].max()
+        if np.median(excess[region]) >= 0.5 * edge and excess[region].max() <= 1.5 * edge:
+            out |= region
+    return out
 
 
 def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
