@@ -37,6 +37,26 @@ def on_paper(digits: list[int], height: int = 120, gap: float = 0.25, k: int = 0
     return Image.fromarray(np.uint8(np.rint(rgb)), "RGB")
 
 
+def joined(digits: list[int], height: int = 100, k: int = 0) -> Image.Image:
+    """Dark ink on white: the digits written left to right, each slid left until its ink
+    overlaps the one before by 3 pixels, so the number is one connected piece."""
+    tiles = []
+    for d in digits:
+        small = Image.fromarray(np.uint8(handwritten(d, k) * 255))
+        t = np.asarray(small.resize((height, height), Image.Resampling.BICUBIC), np.float32) / 255
+        tiles.append(t[:, t.max(axis=0) > 0.1])
+    cover = np.zeros((height + 40, sum(t.shape[1] for t in tiles) + 40), np.float32)
+    x = 20
+    for i, t in enumerate(tiles):
+        while i and ((cover[20:20 + height, x - 1:x - 1 + t.shape[1]] > 0.5)
+                     & (t > 0.5)).sum() < 3:
+            x -= 1
+        np.maximum(cover[20:20 + height, x:x + t.shape[1]], t,
+                   out=cover[20:20 + height, x:x + t.shape[1]])
+        x += t.shape[1]
+    return Image.fromarray(np.uint8(np.rint(255 * (1 - np.clip(cover[:, :x + 20], 0, 1)))))
+
+
 def png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG")

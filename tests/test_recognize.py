@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from digits import on_paper, png
+from digits import joined, on_paper, png
 from PIL import Image, ImageDraw
 
 from digitlab.checkpoint import bundled_path, load_model
 from digitlab.images import ImageRejected
 from digitlab.preprocess import BlankImage, prepare_digit
-from digitlab.recognize import Recognizer
+from digitlab.recognize import SPLIT_COST, Answer, Recognizer, _best_cuts
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +76,31 @@ def _pen(strokes, size) -> bytes:
 
 
 def test_joined_digits_are_cut_and_a_wide_digit_is_not(rec):
-    # "700" whose two 0s are one piece of ink, 1.6 times as wide as it is tall: one wide digit
-    # or two joined ones? The model reads the two halves surer than the whole
-    joined = _pen([("line", [(30, 30), (110, 30), (70, 130)]), ("ellipse", (130, 28, 215, 132)),
-                   ("ellipse", (210, 28, 295, 132))], (330, 160))
-    reading = rec.read(joined)
-    assert reading.number == "700" and [d.touching for d in reading.digits] == [False, True, True]
+    # real handwriting whose neighbours' ink meets: each pair is one piece, no wider than one
+    # wide digit, and the model reads it whole as one digit (an 8, a 6) with confidence; the
+    # cut follows the gap between them and each digit's usual width counts against the whole
+    for digits, k in (([8, 9], 2), ([1, 5], 3), ([6, 7], 3)):
+        reading = rec.read(png(joined(digits, k=k)))
+        assert reading.number == "".join(map(str, digits)), (digits, k)
+        assert all(d.touching for d in reading.digits)
     wide_zero = _pen([("ellipse", (30, 30, 170, 130))], (200, 160))  # 1.4 times as wide
     assert rec.read(wide_zero).number == "0"
     wide_two = _pen([("line", [(30, 40), (60, 25), (100, 30), (110, 60), (40, 130), (150, 130)])],
                     (200, 160))
     assert rec.read(wide_two).number == "2"
+
+
+def test_the_surest_way_through_the_cuts_wins():
+    def said(digit, confidence, width=60):
+        return Answer(digit, confidence, [0.0] * 10, False, np.zeros((28, 28)),
+                      (0, 0, width, 100))
+    # cuts 0..3: whole (0, 3) is read elsewhere; two digits (0, 2)+(2, 3) or three
+    answers = {(0, 1): said(1, 0.95, 20), (1, 2): said(1, 0.6, 20), (0, 2): said(4, 0.99),
+               (2, 3): said(7, 0.98), (1, 3): said(0, 0.5)}
+    score, path = _best_cuts(answers, 3)
+    assert [a.digit for a in path] == [4, 7]
+    assert score == pytest.approx(np.log(0.99) + np.log(0.98) - SPLIT_COST, abs=1e-9)
+    assert _best_cuts({(0, 1): said(1, 0.9)}, 3) is None, "no way through"
 
 
 def test_confidence_threshold_flags(rec):

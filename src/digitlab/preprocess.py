@@ -43,7 +43,9 @@ _PAPER_NOISE = 0.02  # grey-level noise of paper itself, so a clean scan keeps a
 _SHORT_PIECE = 0.55  # in a number, pieces shorter than this share of a digit are parts
 _FAINT = 0.45  # ink this much fainter than the ink threshold counts when joined to ink
 _MAX_RADIUS = 6  # stroke width is changed by at most this many pixels at 64 px: bounded cost
-_MAX_CUT = 10  # a piece of ink is cut into at most this many touching digits
+_SEAM_BAND = 0.25  # a cut between touching digits wanders this far (of the digit height)
+_SEAM_APART = 0.12  # cuts closer than this (of the digit height) on average are one
+_SEAMS_PER_DIGIT = 3  # the cheapest this many cuts per digit a piece looks wide for are tried
 _MAX_GROUPS = 40  # more separate marks than this are a texture, not a number
 _SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least ink there is
 _SHADE_OPENING = 5  # cells: a shadow's edge is followed this closely (strokes are thinner)
@@ -63,7 +65,7 @@ class ReadConfig:
     normalise_stroke: bool = True
     zoom_below: int = 64  # large images: ink shorter than this is read from a full-size crop
     line_length: float = 2.5  # horizontal runs this many times the ink's height are lines
-    split_aspect: float = 1.1  # pieces wider (w/h of a digit) may be touching digits
+    split_aspect: float = 0.8  # pieces wider (w/h of a digit) may be touching digits
     max_digit_aspect: float = 1.8  # wider ones must be: 99.9% of MNIST digits are narrower
     digit_aspect: float = 0.7  # a typical digit's width/height, to count touching digits
 
@@ -520,53 +522,97 @@ def _attach_short(groups: list[list[int]], boxes, line_height: float) -> list[li
     return groups
 
 
-def _cut_candidates(x: np.ndarray, line_height: float,
-                    config: ReadConfig) -> list[list[tuple[int, int]]]:
-    """Ways to cut a piece too wide for one digit into column ranges: into as many digits
-    as a typical digit's width says, one fewer and one more (a 1 is narrow, a 0 wide), each at
-    evenly spaced columns and at the columns with least ink near them. None is always right
-    (two touching 0s have less ink through their middles than where they meet), so the
-    model reads each and the surest reading wins."""
+def _seams(x: np.ndarray, line: float, most: int) -> list[np.ndarray]:
+    """Where a piece of touching digits can be cut: paths from top to bottom through the
+    least ink, each kept within a band around one of evenly spaced columns (a straight cut
+    would slice a slanting neighbour). Each path is its column per row (the first column on
+    its right side), cheapest first; a path that only repeats a cheaper one is dropped."""
     h, w = x.shape
-    guess = round(w / (config.digit_aspect * line_height))
-    counts = {min(_MAX_CUT, max(2, k), max(2, w // 2)) for k in (guess - 1, guess, guess + 1)}
-    profile = ndimage.uniform_filter1d(x.sum(axis=0), size=3)
-    out = []
-    for n in sorted(counts):
-        window = max(2, w // (3 * n))
-        even = [round(k * w / n) for k in range(1, n)]
-        thinnest = []
-        for g in even:
-            lo, hi = max(1, g - window), min(w - 1, g + window)
-            thinnest.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else g)
-        for cuts in (even, thinnest):
-            edges = [0, *cuts, w]
-            spans = [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b - a > 1]
-            if spans not in out:
-                out.append(spans)
-    return out
+    band, step = max(2, round(_SEAM_BAND * line)), max(1, round(line / 16))
+    centres = np.arange(step, w - step + 1, step)
+    if len(centres) == 0:
+        return []
+    offsets = np.arange(-band, band + 1)
+    cols = centres[:, None] + offsets[None, :]  # (K, B) the columns each path may take
+    outside = (cols < 1) | (cols > w - 1)
+    cols = np.clip(cols, 0, w - 1)
+    drift = 1e-3 * np.abs(offsets)  # of two paths through as much ink, the straighter
+    big = np.float32(1e9)
+    cost = np.where(outside, big, x[0, cols] + drift)
+    came = np.full((3, *cols.shape), big, cost.dtype)  # from the left, above, the right
+    moves = np.zeros((h, *cols.shape), np.int8)
+    for r in range(1, h):
+        came[0, :, 1:], came[1], came[2, :, :-1] = cost[:, :-1], cost, cost[:, 1:]
+        moves[r] = came.argmin(0)
+        cost = np.where(outside, big, came.min(0) + x[r, cols] + drift)
+    moves -= 1
+    k = np.arange(len(centres))
+    at = cost.argmin(1)
+    total = cost[k, at]
+    paths = np.empty((len(centres), h), int)
+    for r in range(h - 1, 0, -1):
+        paths[:, r] = cols[k, at]
+        at = at + moves[r, k, at]
+    paths[:, 0] = cols[k, at]
+    kept: list[np.ndarray] = []
+    apart = max(step, round(_SEAM_APART * line))
+    for i in np.argsort(total, kind="stable"):
+        if total[i] >= big or len(kept) == most:
+            break
+        if all(np.abs(paths[i] - p).mean() > apart for p in kept):
+            kept.append(paths[i])
+    return kept
 
 
 @dataclass(frozen=True)
 class NumberPart:
-    """One connected group of ink in a number: read as one digit, or, when it is wide enough
-    to hold touching digits, also cut apart in each of the ways in ``splits``. Which reading
-    wins is the model's call (the one it is surer of); ``must_split`` when no single digit is
-    that wide."""
+    """One connected group of ink in a number, read as one digit or, when it is wide enough to
+    hold touching digits, cut apart. The ways to cut it form a lattice: cut 0 is its left
+    edge, cut ``ends`` its right edge, the cuts between are paths through its least ink, and
+    ``segments[i, j]`` is the ink between cuts i and j that could be one digit. Which way wins
+    is the model's call; ``must_split`` when no single digit is that wide."""
 
     single: Prepared
-    splits: list[list[Prepared]] = field(default_factory=list)
+    segments: dict[tuple[int, int], Prepared] = field(default_factory=dict)
+    ends: int = 1
     must_split: bool = False
 
 
-def _prepared(region: np.ndarray, x0: int, y0: int, a: int, b: int, ink: Ink,
-              config: ReadConfig) -> Prepared | None:
-    part = region[:, a:b]
-    ys = np.flatnonzero(part.max(axis=1) > 0)
+def _crop(region: np.ndarray, x0: int, y0: int, ink: Ink,
+          config: ReadConfig) -> Prepared | None:
+    """The ink in ``region`` (its corner at working pixels (x0, y0)), cropped and prepared."""
+    ys, xs = np.nonzero(region)
     if len(ys) == 0:
         return None
-    box = (x0 + a, y0 + ys[0], x0 + b, y0 + ys[-1] + 1)
-    return Prepared(to_mnist(part[ys[0]:ys[-1] + 1], config), ink.original_box(box))
+    a, b, top, bottom = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    box = (x0 + a, y0 + top, x0 + b, y0 + bottom)
+    return Prepared(to_mnist(region[top:bottom, a:b], config), ink.original_box(box))
+
+
+def _segments(region: np.ndarray, x0: int, y0: int, line: float, ink: Ink,
+              config: ReadConfig) -> tuple[dict[tuple[int, int], Prepared], int]:
+    """The lattice of a piece that may be touching digits (see :class:`NumberPart`): the ink
+    between each two cuts that is as tall as a digit and no wider than one can be."""
+    h, w = region.shape
+    guess = w / (config.digit_aspect * line)  # how many digits it looks wide for
+    paths = _seams(region, line, round(_SEAMS_PER_DIGIT * guess))
+    cuts = [np.zeros(h, int), *sorted(paths, key=np.mean), np.full(h, w)]
+    columns = np.arange(w)[None, :]
+    segments = {}
+    for i, left in enumerate(cuts):
+        for j in range(i + 1, len(cuts)):
+            if (i, j) == (0, len(cuts) - 1):
+                continue  # the whole piece is NumberPart.single
+            inside = (columns >= left[:, None]) & (columns < cuts[j][:, None])
+            part = np.where(inside, region, 0)
+            rows, cols = np.nonzero(part > 0.5)
+            if len(rows) == 0 or np.ptp(rows) + 1 < _SHORT_PIECE * line:
+                continue
+            if np.ptp(cols) + 1 > config.max_digit_aspect * line:
+                break  # and so is every wider one from this cut
+            if (got := _crop(part, x0, y0, ink, config)) is not None:
+                segments[i, j] = got
+    return segments, len(cuts) - 1
 
 
 def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list[NumberPart]:
@@ -582,14 +628,12 @@ def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list
         pieces = np.isin(ink.labels[y0:y1, x0:x1], [i + 1 for i in group])
         # the pieces' own pixels, grown back to their anti-aliased edges, not a neighbour's
         region = np.where(_grow(pieces, 2), ink.image[y0:y1, x0:x1], 0)
-        single = _prepared(region, x0, y0, 0, x1 - x0, ink, config)
-        splits = []
+        single = _crop(region, x0, y0, ink, config)
+        segments, ends = {}, 1
         if (x1 - x0) > config.split_aspect * line:
-            for spans in _cut_candidates(region, line, config):
-                parts = [_prepared(region, x0, y0, a, b, ink, config) for a, b in spans]
-                if len(parts) > 1 and all(p is not None for p in parts):
-                    splits.append(parts)
-        out.append(NumberPart(single, splits, (x1 - x0) > config.max_digit_aspect * line))
+            segments, ends = _segments(region, x0, y0, line, ink, config)
+        out.append(NumberPart(single, segments, ends,
+                              (x1 - x0) > config.max_digit_aspect * line))
     return out
 
 
