@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from digitlab.checkpoint import bundled_path, load_model
 from digitlab.images import ImageRejected
 from digitlab.preprocess import BlankImage, prepare_digit
-from digitlab.recognize import SPLIT_COST, Answer, Recognizer, _best_cuts
+from digitlab.recognize import CROSS_COST, Answer, Recognizer, _best_cuts
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +94,17 @@ def test_the_surest_way_through_the_cuts_wins():
     def said(digit, confidence, width=60):
         return Answer(digit, confidence, [0.0] * 10, False, np.zeros((28, 28)),
                       (0, 0, width, 100))
-    # cuts 0..3: whole (0, 3) is read elsewhere; two digits (0, 2)+(2, 3) or three
+    # cuts 0..3 (the whole, (0, 3), is read elsewhere): two digits (0, 2) + (2, 3) or three
     answers = {(0, 1): said(1, 0.95, 20), (1, 2): said(1, 0.6, 20), (0, 2): said(4, 0.99),
                (2, 3): said(7, 0.98), (1, 3): said(0, 0.5)}
-    score, path = _best_cuts(answers, 3)
+    crossed = [0.0, 0.1, 0.05, 0.0]  # ink each cut crosses, in digit heights
+    score, path = _best_cuts(answers, crossed)
     assert [a.digit for a in path] == [4, 7]
-    assert score == pytest.approx(np.log(0.99) + np.log(0.98) - SPLIT_COST, abs=1e-9)
-    assert _best_cuts({(0, 1): said(1, 0.9)}, 3) is None, "no way through"
+    assert score == pytest.approx(np.log(0.99) + np.log(0.98) - CROSS_COST * 0.05, abs=1e-9)
+    # a cut through much ink costs more than the surer reading it buys
+    score, path = _best_cuts(answers, [0.0, 0.1, 0.5, 0.0])
+    assert [a.digit for a in path] == [1, 0]
+    assert _best_cuts({(0, 1): said(1, 0.9)}, crossed) is None, "no way through"
 
 
 def test_confidence_threshold_flags(rec):

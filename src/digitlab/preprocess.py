@@ -522,11 +522,12 @@ def _attach_short(groups: list[list[int]], boxes, line_height: float) -> list[li
     return groups
 
 
-def _seams(x: np.ndarray, line: float, most: int) -> list[np.ndarray]:
+def _seams(x: np.ndarray, line: float, most: int) -> list[tuple[np.ndarray, float]]:
     """Where a piece of touching digits can be cut: paths from top to bottom through the
     least ink, each kept within a band around one of evenly spaced columns (a straight cut
     would slice a slanting neighbour). Each path is its column per row (the first column on
-    its right side), cheapest first; a path that only repeats a cheaper one is dropped."""
+    its right side), with the ink it crosses, cheapest first; a path that only repeats a
+    cheaper one is dropped."""
     h, w = x.shape
     band, step = max(2, round(_SEAM_BAND * line)), max(1, round(line / 16))
     centres = np.arange(step, w - step + 1, step)
@@ -554,13 +555,13 @@ def _seams(x: np.ndarray, line: float, most: int) -> list[np.ndarray]:
         paths[:, r] = cols[k, at]
         at = at + moves[r, k, at]
     paths[:, 0] = cols[k, at]
-    kept: list[np.ndarray] = []
+    kept: list[tuple[np.ndarray, float]] = []
     apart = max(step, round(_SEAM_APART * line))
     for i in np.argsort(total, kind="stable"):
         if total[i] >= big or len(kept) == most:
             break
-        if all(np.abs(paths[i] - p).mean() > apart for p in kept):
-            kept.append(paths[i])
+        if all(np.abs(paths[i] - p).mean() > apart for p, _ in kept):
+            kept.append((paths[i], float(x[np.arange(h), paths[i]].sum())))
     return kept
 
 
@@ -574,8 +575,13 @@ class NumberPart:
 
     single: Prepared
     segments: dict[tuple[int, int], Prepared] = field(default_factory=dict)
-    ends: int = 1
+    crossed: list[float] = field(default_factory=lambda: [0.0, 0.0])  # ink each cut crosses,
+    # in digit heights (a cut through a 0 crosses two strokes, one between joined digits less)
     must_split: bool = False
+
+    @property
+    def ends(self) -> int:
+        return len(self.crossed) - 1
 
 
 def _crop(region: np.ndarray, x0: int, y0: int, ink: Ink,
@@ -590,13 +596,14 @@ def _crop(region: np.ndarray, x0: int, y0: int, ink: Ink,
 
 
 def _segments(region: np.ndarray, x0: int, y0: int, line: float, ink: Ink,
-              config: ReadConfig) -> tuple[dict[tuple[int, int], Prepared], int]:
+              config: ReadConfig) -> tuple[dict[tuple[int, int], Prepared], list[float]]:
     """The lattice of a piece that may be touching digits (see :class:`NumberPart`): the ink
     between each two cuts that is as tall as a digit and no wider than one can be."""
     h, w = region.shape
     guess = w / (config.digit_aspect * line)  # how many digits it looks wide for
-    paths = _seams(region, line, round(_SEAMS_PER_DIGIT * guess))
-    cuts = [np.zeros(h, int), *sorted(paths, key=np.mean), np.full(h, w)]
+    seams = sorted(_seams(region, line, round(_SEAMS_PER_DIGIT * guess)),
+                   key=lambda seam: seam[0].mean())
+    cuts = [np.zeros(h, int), *(path for path, _ in seams), np.full(h, w)]
     columns = np.arange(w)[None, :]
     segments = {}
     for i, left in enumerate(cuts):
@@ -612,7 +619,7 @@ def _segments(region: np.ndarray, x0: int, y0: int, line: float, ink: Ink,
                 break  # and so is every wider one from this cut
             if (got := _crop(part, x0, y0, ink, config)) is not None:
                 segments[i, j] = got
-    return segments, len(cuts) - 1
+    return segments, [0.0, *(ink / line for _, ink in seams), 0.0]
 
 
 def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list[NumberPart]:
@@ -629,10 +636,10 @@ def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list
         # the pieces' own pixels, grown back to their anti-aliased edges, not a neighbour's
         region = np.where(_grow(pieces, 2), ink.image[y0:y1, x0:x1], 0)
         single = _crop(region, x0, y0, ink, config)
-        segments, ends = {}, 1
+        segments, crossed = {}, [0.0, 0.0]
         if (x1 - x0) > config.split_aspect * line:
-            segments, ends = _segments(region, x0, y0, line, ink, config)
-        out.append(NumberPart(single, segments, ends,
+            segments, crossed = _segments(region, x0, y0, line, ink, config)
+        out.append(NumberPart(single, segments, crossed,
                               (x1 - x0) > config.max_digit_aspect * line))
     return out
 

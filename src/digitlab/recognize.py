@@ -26,15 +26,18 @@ __all__ = ["Answer", "Reading", "Recognizer", "Rejected"]
 Rejected = (ImageRejected, BlankImage)  # what a bad input raises: a one-line reason
 # A piece of ink wider than any one digit could be is always cut apart. One merely wide
 # enough to be two (ReadConfig.split_aspect) may be a wide digit (a 0, a 2) or joined ones:
-# it is cut where the cut pieces' scores (_score), added, beat the whole's by SPLIT_COST per
-# cut. SPLIT_COST, ASPECT_WEIGHT and split_aspect were chosen with the bundled model on
-# user-style numbers (bench/userstyle.py) of a seed bench/reading.py does not use: of 300
-# numbers with joined digits 43.7% -> 74.3% read exactly, of 300 with separate, overlapping
-# or broken digits 96.0% -> 96.0% (checked after on two more seeds: 43.0 -> 72.0% and 51.0
-# -> 77.3%; 95.7 -> 96.3% and 95.0 -> 95.0%). Until 2026-11-23 a piece was cut only straight
-# down, at evenly spaced columns or the thinnest near them, and only when 1.1 line heights
-# wide; straight cuts added to the paths through least ink lost 3-5 points of the 74.3%.
-SPLIT_COST = 0.45
+# it is cut where the cut pieces' scores (_score), added, beat the whole's, each cut costing
+# CROSS_COST times the ink it crosses (in digit heights): a cut through a 0 crosses two
+# strokes, one between joined digits only where they meet. CROSS_COST, ASPECT_WEIGHT and
+# split_aspect were chosen with the bundled model on user-style numbers (bench/userstyle.py)
+# of a seed bench/reading.py does not use: of 300 numbers with joined digits 43.7% -> 85.3%
+# read exactly, of 300 with separate, overlapping or broken digits 96.0% -> 96.0% (checked
+# after on two more seeds: 43.0 -> 82.7% and 51.0 -> 87.0%; 95.7 -> 96.0% and 95.0 ->
+# 95.0%). Until 2026-11-23 a piece was cut only straight down, at evenly spaced columns or
+# the thinnest near them, and only when 1.1 line heights wide; straight cuts added to the
+# paths through least ink lost 3-5 points, a fixed cost per cut instead of the ink it
+# crosses 11 (74.3%).
+CROSS_COST = 2.0
 # How wide each digit is: the mean and spread of log(width / height) of the ink of MNIST's
 # 60,000 training digits (pixels above 0.3), 0 to 9. A reading whose digit is much wider
 # than that digit is written (two joined digits read as one 4) is trusted less, by
@@ -203,8 +206,7 @@ class Recognizer:
     def read(self, source) -> Reading:
         """The number written in ``source``: its digits left to right. A group of ink wide
         enough to be touching digits is read whole and in every way it can be cut apart; the
-        reading the model is surest of (the product of its digits' confidences, each cut
-        costing SPLIT_COST) wins."""
+        reading the model is surest of (see :func:`_best_cuts`) wins."""
         image, scale = _as_array(source, self.limits)
         parts = prepare_number(image, self.config)
         singles = self._answers([p.single for p in parts])
@@ -213,7 +215,7 @@ class Recognizer:
             keys = list(part.segments)
             answers = dict(zip(keys, self._answers([part.segments[k] for k in keys],
                                                    [True] * len(keys)), strict=True))
-            best = _best_cuts(answers, part.ends)
+            best = _best_cuts(answers, part.crossed)
             whole = -np.inf if part.must_split else _score(single)
             if best is not None and best[0] > whole:
                 digits += best[1]
@@ -223,20 +225,20 @@ class Recognizer:
         return Reading("".join(str(a.digit) for a in digits), digits)
 
 
-def _best_cuts(answers: dict[tuple[int, int], Answer], ends: int):
+def _best_cuts(answers: dict[tuple[int, int], Answer], crossed: list[float]):
     """The surest way through a piece's lattice of cuts (see preprocess.NumberPart), as
-    (score, answers): the sum of its digits' scores (:func:`_score`), less SPLIT_COST per cut.
-    None when no way through it reads as digits."""
+    (score, answers): the sum of its digits' scores (:func:`_score`), less CROSS_COST times
+    the ink each cut crosses. None when no way through it reads as digits."""
+    ends = len(crossed) - 1
     best: dict[int, tuple[float, list[Answer]]] = {0: (0.0, [])}
     for j in range(1, ends + 1):
-        ways = [(best[i][0] + _score(a) - SPLIT_COST, [*best[i][1], a])
+        ways = [(best[i][0] + _score(a) - CROSS_COST * crossed[i], [*best[i][1], a])
                 for (i, k), a in answers.items() if k == j and i in best]
         if ways:
             best[j] = max(ways, key=lambda way: way[0])
     if ends not in best:
         return None
-    score, path = best[ends]
-    return score + SPLIT_COST, path
+    return best[ends]
 
 
 def _score(answer: Answer) -> float:
