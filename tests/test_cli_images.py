@@ -87,6 +87,16 @@ def test_predict_files_folders_and_globs(folder):
                           "error"}
 
 
+def test_a_number_given_to_predict_points_to_read(tmp_path):
+    (tmp_path / "year.png").write_bytes(png(on_paper([1, 9, 8, 4])))
+    done = run("predict", str(tmp_path / "year.png"), str(tmp_path / "year.png"), "--json")
+    assert done.returncode == 0 and "read" not in done.stdout, "JSON stays as documented"
+    done = run("predict", str(tmp_path / "year.png"))
+    assert done.returncode == 0, done.stderr
+    assert "(low confidence)" in done.stdout
+    assert "several digits: `digitlab read`" in done.stdout
+
+
 def test_text_output_top_k_and_saved_inputs(folder, tmp_path):
     seen = tmp_path / "seen"
     done = run("predict", str(folder / "good" / "seven.png"), "--top", "3", "--save-input",
@@ -95,7 +105,7 @@ def test_text_output_top_k_and_saved_inputs(folder, tmp_path):
     first = done.stdout.splitlines()[0]
     assert first.startswith(f"{folder / 'good' / 'seven.png'}: 7 (confidence")
     assert first.count(",") == 2, "three most likely digits"
-    assert "probabilities 0:" in done.stdout
+    assert "probabilities 0:" in done.stdout and "several digits" not in done.stdout
     saved = Image.open(seen / "seven.png")
     assert saved.size == (28, 28) and np.asarray(saved)[0, 0] == 0, "white on black, MNIST"
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"

@@ -30,7 +30,7 @@ from scipy import ndimage
 from .images import LUMA
 
 __all__ = ["BlankImage", "Ink", "NumberPart", "Prepared", "ReadConfig", "area_resize", "find_ink",
-           "prepare_digit", "prepare_number", "to_gray", "to_mnist"]
+           "prepare_digit", "prepare_number", "several_digits", "to_gray", "to_mnist"]
 
 MNIST_SIDE = 28
 MNIST_BOX = 20  # the digit's longer side
@@ -622,15 +622,31 @@ def _segments(region: np.ndarray, x0: int, y0: int, line: float, ink: Ink,
     return segments, [0.0, *(ink / line for _, ink in seams), 0.0]
 
 
-def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list[NumberPart]:
-    """The digits of a handwritten number, left to right, each MNIST-normalised with its box."""
-    ink = find_ink(image, config)
+def _number_groups(ink: Ink) -> tuple[list[list[int]], float]:
+    """The pieces of ink grouped into digits, left to right, and the digits' height."""
     line = _line_height(ink.boxes)
     groups = _group_columns(ink.boxes)
     if len(groups) > _MAX_GROUPS:
         raise BlankImage(f"no number here: {len(groups)} separate marks look like a texture")
+    return _attach_short(groups, ink.boxes, line), line
+
+
+def several_digits(image: np.ndarray, config: ReadConfig = ReadConfig()) -> bool:
+    """Whether the ink looks like more than one digit side by side: separate groups, or one
+    piece wider than any one digit (a number, for prepare_number rather than
+    prepare_digit)."""
+    ink = find_ink(image, config)
+    groups, line = _number_groups(ink)
+    return len(groups) > 1 or _union(ink.boxes)[2] - _union(ink.boxes)[0] \
+        > config.max_digit_aspect * line
+
+
+def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list[NumberPart]:
+    """The digits of a handwritten number, left to right, each MNIST-normalised with its box."""
+    ink = find_ink(image, config)
+    groups, line = _number_groups(ink)
     out = []
-    for group in _attach_short(groups, ink.boxes, line):
+    for group in groups:
         x0, y0, x1, y1 = _union([ink.boxes[i] for i in group])
         pieces = np.isin(ink.labels[y0:y1, x0:x1], [i + 1 for i in group])
         # the pieces' own pixels, grown back to their anti-aliased edges, not a neighbour's

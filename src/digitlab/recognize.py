@@ -20,6 +20,7 @@ from ._bundled import bundled_path
 from .config import MIN_CONFIDENCE
 from .images import ImageRejected, Limits, composite, decode_image_sized, folder_reason
 from .preprocess import BlankImage, ReadConfig, area_resize, prepare_digit, prepare_number
+from .preprocess import several_digits as _several_digits
 
 __all__ = ["Answer", "Reading", "Recognizer", "Rejected"]
 
@@ -202,6 +203,14 @@ class Recognizer:
             image = image / 255.0
         from .preprocess import Prepared
         return self._answers([Prepared(np.clip(image, 0, 1), None)])[0]
+
+    def several_digits(self, source) -> bool:
+        """Whether ``source`` looks like a number rather than one digit (then :meth:`read`
+        is what reads it); False for what cannot be read at all."""
+        try:
+            return _several_digits(_as_array(source, self.limits)[0], self.config)
+        except Rejected:
+            return False
 
     def read(self, source) -> Reading:
         """The number written in ``source``: its digits left to right. A group of ink wide
