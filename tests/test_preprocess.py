@@ -183,6 +183,17 @@ def test_number_left_to_right_with_boxes():
     assert xs == sorted(xs) and not parts[0].segments, "a 1 is never cut"
 
 
+def test_a_number_given_as_one_digit_is_marked():
+    number = drawing([("line", [(20, 20), (20, 100)]), ("ellipse", (60, 20, 110, 100)),
+                      ("line", [(130, 20), (190, 20), (150, 100)])], size=(220, 120))
+    assert prepare_digit(number).several
+    assert not prepare_digit(drawing(SEVEN)).several
+    assert not prepare_digit(drawing(ZERO)).several
+    five = [("line", [(40, 20), (90, 20)]), ("line", [(40, 30), (40, 55), (80, 55), (90, 80),
+                                                     (70, 100), (35, 95)])]
+    assert not prepare_digit(drawing(five, size=(140, 120))).several, "a 5 with its bar apart"
+
+
 def test_broken_stroke_stays_with_its_digit():
     # a 5 whose top bar does not touch its body: two pieces, one digit
     five = [("line", [(40, 20), (90, 20)]), ("line", [(40, 30), (40, 55), (80, 55), (90, 80),

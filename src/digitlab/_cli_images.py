@@ -101,7 +101,7 @@ def predict_files(recognizer, sources: list[str], *, as_json: bool, top: int,
                 _plot(source, answer, out)
             if not as_json:
                 bar.write(_format_answer(source, entry, top))
-                if answer.low_confidence and recognizer.several_digits(source):
+                if answer.low_confidence and answer.several:
                     bar.write("  this looks like several digits: `digitlab read` reads numbers")
         results.append(entry)
         bar.update()

@@ -30,7 +30,7 @@ from scipy import ndimage
 from .images import LUMA
 
 __all__ = ["BlankImage", "Ink", "NumberPart", "Prepared", "ReadConfig", "area_resize", "find_ink",
-           "prepare_digit", "prepare_number", "several_digits", "to_gray", "to_mnist"]
+           "prepare_digit", "prepare_number", "to_gray", "to_mnist"]
 
 MNIST_SIDE = 28
 MNIST_BOX = 20  # the digit's longer side
@@ -98,6 +98,7 @@ class Prepared:
 
     image: np.ndarray  # (28, 28) float32 in [0, 1], white ink on black
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in original pixels
+    several: bool = False  # the ink looked like several digits side by side (a number)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -476,10 +477,15 @@ def to_mnist(crop: np.ndarray, config: ReadConfig = ReadConfig()) -> np.ndarray:
 
 
 def prepare_digit(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Prepared:
-    """One digit: all the ink in the image, MNIST-normalised."""
+    """One digit: all the ink in the image, MNIST-normalised; ``several`` when the ink looks
+    like a number instead (separate digits side by side, or wider than any one digit)."""
     ink = find_ink(image, config)
     x0, y0, x1, y1 = box = _union(ink.boxes)
-    return Prepared(to_mnist(ink.image[y0:y1, x0:x1], config), ink.original_box(box))
+    groups = _group_columns(ink.boxes)
+    line = _line_height(ink.boxes)
+    several = (x1 - x0 > config.max_digit_aspect * line or len(groups) > _MAX_GROUPS
+               or len(_attach_short(groups, ink.boxes, line)) > 1)
+    return Prepared(to_mnist(ink.image[y0:y1, x0:x1], config), ink.original_box(box), several)
 
 
 def _group_columns(boxes) -> list[list[int]]:
@@ -620,34 +626,18 @@ def _segments(region: np.ndarray, x0: int, y0: int, line: float, ink: Ink,
                 break  # and so is every wider one from this cut
             if (got := _crop(part, x0, y0, ink, config)) is not None:
                 segments[i, j] = got
-    return segments, [0.0, *(ink / line for _, ink in seams), 0.0]
-
-
-def _number_groups(ink: Ink) -> tuple[list[list[int]], float]:
-    """The pieces of ink grouped into digits, left to right, and the digits' height."""
-    line = _line_height(ink.boxes)
-    groups = _group_columns(ink.boxes)
-    if len(groups) > _MAX_GROUPS:
-        raise BlankImage(f"no number here: {len(groups)} separate marks look like a texture")
-    return _attach_short(groups, ink.boxes, line), line
-
-
-def several_digits(image: np.ndarray, config: ReadConfig = ReadConfig()) -> bool:
-    """Whether the ink looks like more than one digit side by side: separate groups, or one
-    piece wider than any one digit (a number, for prepare_number rather than
-    prepare_digit)."""
-    ink = find_ink(image, config)
-    groups, line = _number_groups(ink)
-    return len(groups) > 1 or _union(ink.boxes)[2] - _union(ink.boxes)[0] \
-        > config.max_digit_aspect * line
+    return segments, [0.0, *(crossed / line for _, crossed in seams), 0.0]
 
 
 def prepare_number(image: np.ndarray, config: ReadConfig = ReadConfig()) -> list[NumberPart]:
     """The digits of a handwritten number, left to right, each MNIST-normalised with its box."""
     ink = find_ink(image, config)
-    groups, line = _number_groups(ink)
+    line = _line_height(ink.boxes)
+    groups = _group_columns(ink.boxes)
+    if len(groups) > _MAX_GROUPS:
+        raise BlankImage(f"no number here: {len(groups)} separate marks look like a texture")
     out = []
-    for group in groups:
+    for group in _attach_short(groups, ink.boxes, line):
         x0, y0, x1, y1 = _union([ink.boxes[i] for i in group])
         pieces = np.isin(ink.labels[y0:y1, x0:x1], [i + 1 for i in group])
         # the pieces' own pixels, grown back to their anti-aliased edges, not a neighbour's

@@ -20,7 +20,6 @@ from ._bundled import bundled_path
 from .config import MIN_CONFIDENCE
 from .images import ImageRejected, Limits, composite, decode_image_sized, folder_reason
 from .preprocess import BlankImage, ReadConfig, area_resize, prepare_digit, prepare_number
-from .preprocess import several_digits as _several_digits
 
 __all__ = ["Answer", "Reading", "Recognizer", "Rejected"]
 
@@ -59,6 +58,7 @@ class Answer:
     image: np.ndarray = field(repr=False)  # (28, 28) float32, the model's input
     box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) in the original image
     touching: bool = False  # cut out of a piece holding touching digits
+    several: bool = False  # read as one digit, but the ink looked like a number (use read)
 
     def to_dict(self) -> dict:
         return {"digit": self.digit, "confidence": self.confidence,
@@ -183,7 +183,7 @@ class Recognizer:
         proba = self.probabilities(np.stack([p.image for p in prepared]))
         return [Answer(int(p.argmax()), float(p.max()), [float(v) for v in p],
                        bool(p.max() < self.min_confidence), prep.image, prep.box,
-                       bool(touching[i]) if touching else False)
+                       bool(touching[i]) if touching else False, prep.several)
                 for i, (p, prep) in enumerate(zip(proba, prepared, strict=True))]
 
     def predict(self, source) -> Answer:
@@ -203,14 +203,6 @@ class Recognizer:
             image = image / 255.0
         from .preprocess import Prepared
         return self._answers([Prepared(np.clip(image, 0, 1), None)])[0]
-
-    def several_digits(self, source) -> bool:
-        """Whether ``source`` looks like a number rather than one digit (then :meth:`read`
-        is what reads it); False for what cannot be read at all."""
-        try:
-            return _several_digits(_as_array(source, self.limits)[0], self.config)
-        except Rejected:
-            return False
 
     def read(self, source) -> Reading:
         """The number written in ``source``: its digits left to right. A group of ink wide
