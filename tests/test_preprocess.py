@@ -87,6 +87,17 @@ def test_a_shadow_cast_across_the_page_is_not_read_as_ink():
     assert 320 <= x0 <= 335 and 140 <= y0 <= 155 and 375 <= x1 <= 390 and 215 <= y1 <= 230
 
 
+def test_a_shadow_narrowing_to_the_border_is_not_read_as_ink():
+    # the shadow's edge meets the picture's bottom border at a sharp angle: its narrow end,
+    # thinner than strokes are wide near the corner, was taken for the page's largest ink
+    picture = drawing([("line", [(330, 150), (380, 150), (345, 220)])], size=(600, 400),
+                      width=8) * 0.9
+    yy, xx = np.mgrid[0:400, 0:600]
+    picture[xx < 250 - 0.6 * yy] *= 0.5
+    x0, y0, x1, y1 = prepare_digit(picture).box
+    assert 320 <= x0 <= 335 and 140 <= y0 <= 155 and 375 <= x1 <= 390 and 215 <= y1 <= 230
+
+
 def test_box_is_where_the_ink_was():
     picture = np.ones((200, 300), np.float32)
     picture[50:150, 200:215] = 0.0

@@ -20,7 +20,6 @@ No I/O and no randomness here; every constant is named once, with its reason.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -38,8 +37,6 @@ MNIST_BOX = 20  # the digit's longer side
 # 2000 test digits: median 0.125 (10th percentile 0.094, 90th 0.168).
 MNIST_STROKE = 0.125
 _EIGHT = np.ones((3, 3), bool)  # 8-connectivity: diagonal strokes stay one piece
-_FIT_ROUNDS = 3  # background fit, ink excluded, fit again: converges in two or three
-_PAPER_NOISE = 0.02  # grey-level noise of paper itself, so a clean scan keeps a margin
 _SHORT_PIECE = 0.55  # in a number, pieces shorter than this share of a digit are parts
 _FAINT = 0.45  # ink this much fainter than the ink threshold counts when joined to ink
 _MAX_RADIUS = 6  # stroke width is changed by at most this many pixels at 64 px: bounded cost
@@ -49,8 +46,6 @@ _SEAMS_PER_DIGIT = 3  # the cheapest this many cuts per digit a piece looks wide
 # (2: 4-5 points fewer joined numbers read right, in two thirds of the time; 4: no better)
 _MAX_GROUPS = 40  # more separate marks than this are a texture, not a number
 _SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least ink there is
-_SHADE_OPENING = 5  # cells: a shadow's edge is followed this closely (strokes are thinner)
-_SHADE_STEP = 0.05  # a shadow's edge: paper this much darker on one side (of full range)
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class ReadConfig:
     """Settings of the reading path. Defaults were tuned on the user-style set (bench/)."""
 
     work_side: int = 400  # images are processed at most this large: enough for 6 digits
-    background_side: int = 48  # background light is estimated on a grid this coarse
+    background_side: int = 100  # background light is estimated on a grid this coarse
     min_contrast: float = 0.12  # ink must differ from paper by this much (of full range)
     speck_fraction: float = 0.06  # ink pieces smaller than this share of the largest go
     min_speck_pixels: int = 4
@@ -155,83 +150,34 @@ def _ink_bright(gray: np.ndarray) -> np.ndarray:
     return 1.0 - gray if _light_paper(gray) else gray
 
 
-@functools.lru_cache(maxsize=64)
-def _cubic_terms(gh: int, gw: int) -> np.ndarray:
-    """(gh*gw, 10) monomials x^i y^j, i + j <= 3, over a grid spanning [-1, 1]^2."""
-    yy, xx = np.mgrid[-1:1:gh * 1j, -1:1:gw * 1j]
-    yy, xx = yy.ravel(), xx.ravel()
-    terms = np.stack([xx ** i * yy ** j for i in range(4) for j in range(4 - i)], axis=1)
-    terms.flags.writeable = False
-    return terms
-
-
 def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
-    """Subtract the background light (uneven light, a vignette, a gradient, a shadow). On a
-    coarse grid, a grey opening first removes the strokes (anything narrower than a third of
-    the image) while keeping broad shading, however dark a corner gets; a cubic polynomial is
-    then fitted to that robustly (:func:`_smooth_fit`). A shadow cast across the page has an
-    edge no polynomial follows: where :func:`_shade` finds one, the opening itself is the
-    background inside it."""
+    """Subtract the background light (uneven light, a vignette, a shadow cast across the
+    page). On a grid ``config.background_side`` cells long, a grey opening removes what is
+    narrower than a third of the picture (the strokes) and keeps broad shading; a
+    reconstruction then gives back, whole, every region of shading the opening kept some of:
+    the narrow end of a shadow, where its edge meets the picture's border at a sharp angle,
+    the opening alone would leave as ink. Strokes that touch a shadow are given back only up
+    to the shadow's own level, so they stay ink."""
     h, w = x.shape
     s = config.background_side / max(h, w)
     gh, gw = max(2, round(h * s)), max(2, round(w * s))
     size = max(3, config.background_side // 3)
     small = _resize(x, gw, gh)
-    opened = ndimage.grey_opening(small, size=(size, size), mode="nearest")
-    terms = _cubic_terms(gh, gw)
-    background = _smooth_fit(opened, terms).reshape(gh, gw)
-    shade = _shade(opened - background)
-    if shade.any():  # in the shadow, the opening itself
-        # Near its edge, a narrow opening: the wide one cannot follow the edge into the sharp
-        # corner it makes with the picture's border. Grown by a cell, so the edge the
-        # upsampling blurs falls on the light side.
-        near = ndimage.binary_dilation(shade, structure=_EIGHT)
-        band = near & ~ndimage.binary_erosion(shade, iterations=size // 2, border_value=1)
-        level = np.where(band, ndimage.grey_opening(small, size=(_SHADE_OPENING,) * 2,
-                                                    mode="nearest"), opened)
-        background = np.where(near, ndimage.grey_dilation(level, size=(3, 3), mode="nearest"),
-                              background)
-    return np.clip(x - _resize(background.astype(np.float32), w, h), 0, None)
+    background = _reconstruct(ndimage.grey_opening(small, size=(size, size), mode="nearest"),
+                              small)
+    return np.clip(x - _resize(background, w, h), 0, None)
 
 
-def _smooth_fit(opened: np.ndarray, terms: np.ndarray) -> np.ndarray:
-    """A cubic polynomial fitted robustly to ``opened`` (raveled): what stands well above the
-    fit (a marker blob too wide for the opening) is left out of the next round."""
-    small = opened.ravel().astype(np.float64)
-    paper = np.ones(len(small), bool)
-    for _ in range(_FIT_ROUNDS):
-        a = terms[paper]
-        # normal equations, slightly regularised: 10 unknowns, a few thousand samples
-        coef = np.linalg.solve(a.T @ a + 1e-6 * np.eye(a.shape[1]), a.T @ small[paper])
-        resid = small - terms @ coef
-        spread = 1.4826 * float(np.median(np.abs(resid[paper]))) + _PAPER_NOISE
-        paper = resid < 2.5 * spread
-    # A polynomial swings past the data near corners the ink hid: keep it within the paper
-    return np.clip(terms @ coef, small[paper].min(), small[paper].max())
-
-
-def _shade(excess: np.ndarray) -> np.ndarray:
-    """Cells of the coarse grid in a shadow with an edge no polynomial follows (a phone's or a
-    hand's, cast across the page): regions where the opened image stands above the smooth fit
-    by more than the paper's noise, and at the picture's edge by at least ``_SHADE_STEP``, as
-    a shadow cast from outside does. A marker blob that survived the opening sits inside.
-    (Treating a lit region the same way, when most of the page is in shadow, took thick
-    strokes for light.)"""
-    regions, n = ndimage.label(excess > _PAPER_NOISE, structure=_EIGHT)
-    if n == 0:
-        return np.zeros(excess.shape, bool)
-    rim = np.ones(excess.shape, bool)
-    rim[1:-1, 1:-1] = False
-    out = np.zeros(excess.shape, bool)
-    for i in np.unique(regions[rim & (excess > _SHADE_STEP)]):
-        region = regions == i
-        # A shadow is a plateau: about as dark at the picture's edge as anywhere in it. Light
-        # falling off towards a corner rises gradually (most of it far below its edge), and a
-        # marker blob joined to a dark corner is far darker than the corner.
-        edge = excess[region & rim].max()
-        if np.median(excess[region]) >= 0.5 * edge and excess[region].max() <= 1.5 * edge:
-            out |= region
-    return out
+def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grey reconstruction by dilation of ``marker`` under ``mask`` (marker <= mask): the
+    marker grown a pixel at a time, never above the mask, until it stops changing. On the
+    background grid that is a few dozen steps of a few microseconds each."""
+    grown = np.minimum(marker, mask)
+    while True:
+        step = np.minimum(ndimage.grey_dilation(grown, size=(3, 3), mode="nearest"), mask)
+        if np.array_equal(step, grown):
+            return grown
+        grown = step
 
 
 def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
