@@ -119,6 +119,7 @@ def test_confidence_threshold_flags(rec):
     (b"not an image at all", ImageRejected, "not an image"),
     ("/no/such/file.png", ImageRejected, "no such file"),
     (np.zeros((5, 5, 7)), ImageRejected, "not an image"),
+    (np.where(np.eye(50, dtype=bool), np.nan, 1.0), ImageRejected, "NaN"),
 ])
 def test_rejections(rec, source, error, reason):
     with pytest.raises(error, match=reason):

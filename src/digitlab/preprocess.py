@@ -170,14 +170,16 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
 
 def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grey reconstruction by dilation of ``marker`` under ``mask`` (marker <= mask): the
-    marker grown a pixel at a time, never above the mask, until it stops changing. On the
-    background grid that is a few dozen steps of a few microseconds each."""
+    marker grown a pixel at a time, never above the mask, until it stops changing (no path
+    is longer than the grid has cells). On the background grid that is a few dozen steps of a
+    few microseconds each."""
     grown = np.minimum(marker, mask)
-    while True:
+    for _ in range(grown.size):
         step = np.minimum(ndimage.grey_dilation(grown, size=(3, 3), mode="nearest"), mask)
         if np.array_equal(step, grown):
-            return grown
+            break
         grown = step
+    return grown
 
 
 def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
