@@ -98,6 +98,28 @@ def test_a_shadow_narrowing_to_the_border_is_not_read_as_ink():
     assert 320 <= x0 <= 335 and 140 <= y0 <= 155 and 375 <= x1 <= 390 and 215 <= y1 <= 230
 
 
+@pytest.mark.parametrize("seven_at", [480, 230])  # in the light, in the shadow
+def test_a_shadow_over_most_of_the_page_leaves_it_light_paper(seven_at):
+    # most of the page in shadow: the median grey is the shadow's, which made the lit strip
+    # look like ink on dark paper
+    picture = drawing([("line", [(seven_at, 150), (seven_at + 50, 150),
+                                 (seven_at + 15, 220)])], size=(600, 400), width=8) * 0.9
+    yy, xx = np.mgrid[0:400, 0:600]
+    picture[xx < 450 - 0.3 * yy] *= 0.5
+    x0, y0, x1, y1 = prepare_digit(picture).box
+    assert abs(x0 - seven_at) <= 5 and 140 <= y0 <= 155 and abs(x1 - seven_at - 55) <= 5 \
+        and 215 <= y1 <= 230
+
+
+def test_marker_strokes_wider_than_the_background_opening_are_ink():
+    # an "L" in strokes 110 px wide on a 300 px picture: the opening keeps their middle, but
+    # they do not reach the border as a shadow would, so they stay ink (were taken for paper)
+    picture = drawing([("line", [(100, 60), (100, 240), (220, 240)])], size=(300, 300),
+                      width=110)
+    x0, y0, x1, y1 = prepare_digit(picture).box
+    assert x0 <= 60 and y1 >= 280 and x1 - x0 >= 150
+
+
 def test_box_is_where_the_ink_was():
     picture = np.ones((200, 300), np.float32)
     picture[50:150, 200:215] = 0.0

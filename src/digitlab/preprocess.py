@@ -20,6 +20,7 @@ No I/O and no randomness here; every constant is named once, with its reason.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,6 +47,10 @@ _SEAMS_PER_DIGIT = 3  # the cheapest this many cuts per digit a piece looks wide
 # (2: 4-5 points fewer joined numbers read right, in two thirds of the time; 4: no better)
 _MAX_GROUPS = 40  # more separate marks than this are a texture, not a number
 _SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least ink there is
+_EDGE_CELLS = 2  # cells of the background grid a shadow's edge is blurred over, at most
+_SHADOW_STEP = 0.05  # a shadow's edge: paper this much darker from one cell to the next
+_PAPER_GRID = 100  # cells along the longer side: where paper is told from ink, coarsely
+_LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit paper
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,18 @@ def _resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _light_paper(gray: np.ndarray) -> bool:
-    """Ink is the minority of pixels, so the median is paper: is it the light side?"""
-    return bool(np.median(gray) > 0.5 * (gray.min() + gray.max()))
+    """Ink is the minority of pixels, so the median is paper: is it the light side? Unless a
+    shadow darkens most of a light page: a region as bright as the page's brightest grey,
+    within ``_LIT_PAPER``, and broad enough to outlast an opening a third of the picture wide
+    is lit paper (light ink, chalk on a board say, is strokes, which do not)."""
+    if np.median(gray) > 0.5 * (gray.min() + gray.max()):
+        return True
+    h, w = gray.shape
+    s = _PAPER_GRID / max(h, w)
+    small = _resize(np.asarray(gray, np.float32), max(2, round(w * s)), max(2, round(h * s)))
+    broad = ndimage.grey_opening(small, size=(_PAPER_GRID // 3,) * 2, mode="nearest")
+    lo, hi = float(small.min()), float(small.max())
+    return bool(broad.max() - lo > _LIT_PAPER * (hi - lo))
 
 
 def _ink_bright(gray: np.ndarray) -> np.ndarray:
@@ -154,10 +169,10 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     """Subtract the background light (uneven light, a vignette, a shadow cast across the
     page). On a grid ``config.background_side`` cells long, a grey opening removes what is
     narrower than a third of the picture (the strokes) and keeps broad shading; a
-    reconstruction then gives back, whole, every region of shading the opening kept some of:
-    the narrow end of a shadow, where its edge meets the picture's border at a sharp angle,
-    the opening alone would leave as ink. Strokes that touch a shadow are given back only up
-    to the shadow's own level, so they stay ink."""
+    reconstruction then gives back, whole, every region of shading the opening kept some of
+    and that reaches the picture's border: the narrow end of a shadow, where its edge meets
+    the border at a sharp angle, the opening alone would leave as ink. Strokes that touch a
+    shadow are given back only up to the shadow's own level, so they stay ink."""
     h, w = x.shape
     s = config.background_side / max(h, w)
     gh, gw = max(2, round(h * s)), max(2, round(w * s))
@@ -165,7 +180,22 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     small = _resize(x, gw, gh)
     background = _reconstruct(ndimage.grey_opening(small, size=(size, size), mode="nearest"),
                               small)
-    return np.clip(x - _resize(background, w, h), 0, None)
+    # ... and what reaches the picture's border: a shadow is cast from outside, while a
+    # marker blob too wide for the opening lies within the page (and is ink)
+    rim = np.full_like(small, small.min())
+    rim[0], rim[-1], rim[:, 0], rim[:, -1] = small[0], small[-1], small[:, 0], small[:, -1]
+    background = np.minimum(background, _reconstruct(rim, small))
+    step = max(float(np.abs(np.diff(background, axis=a)).max(initial=0)) for a in (0, 1))
+    background = _resize(background, w, h)
+    if step > _SHADOW_STEP:
+        # Brought to full size, the grid blurs a shadow's edge: a band of it, a cell or two
+        # wide, would stand above the background like a stroke. Grown on from the shadow
+        # beside it under the image itself, it is background again. (Only there: elsewhere
+        # the growing takes a little of thick strokes.)
+        background = np.minimum(background, x)
+        for _ in range(math.ceil(_EDGE_CELLS / s)):
+            background = np.minimum(_max3x3(background), x)
+    return np.clip(x - background, 0, None)
 
 
 def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -175,11 +205,23 @@ def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
     few microseconds each."""
     grown = np.minimum(marker, mask)
     for _ in range(grown.size):
-        step = np.minimum(ndimage.grey_dilation(grown, size=(3, 3), mode="nearest"), mask)
+        step = np.minimum(_max3x3(grown), mask)
         if np.array_equal(step, grown):
             break
         grown = step
     return grown
+
+
+def _max3x3(a: np.ndarray) -> np.ndarray:
+    """``ndimage.grey_dilation(a, size=(3, 3), mode="nearest")`` for a 2-D array, in four
+    NumPy calls: on the background grid, scipy's own checks took most of each step."""
+    rows = a.copy()
+    np.maximum(rows[1:], a[:-1], out=rows[1:])
+    np.maximum(rows[:-1], a[1:], out=rows[:-1])
+    out = rows.copy()
+    np.maximum(out[:, 1:], rows[:, :-1], out=out[:, 1:])
+    np.maximum(out[:, :-1], rows[:, 1:], out=out[:, :-1])
+    return out
 
 
 def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
