@@ -302,7 +302,7 @@ def work(args) -> dict:
             data = mutate(data, r, pool)
         start = time.perf_counter()
         try:
-            image = _as_array(data, rec.limits)
+            image, _ = _as_array(data, rec.limits)
             if r.random() < 0.2:
                 parts = prepare_number(image, rec.config)
                 images = [p.single.image for p in parts]
