@@ -137,6 +137,21 @@ def test_blank_images_are_refused(picture, reason):
         prepare_digit(picture)
 
 
+@pytest.mark.parametrize("x0", [670, 700])
+def test_small_writing_in_a_shadow_keeps_the_pages_paper(x0):
+    # a 70 px "7" on a 3000x2000 page, in the shadow just past its edge, which covers most of
+    # the page: the crop it is read from is mostly shadow with a sliver of lit paper, and
+    # taken alone looked like light ink on dark paper
+    picture = drawing([("line", [(x0, 1200), (x0 + 50, 1200), (x0 + 15, 1270)])],
+                      size=(3000, 2000), width=7)
+    picture = picture * 0.85 + 0.1 + np.random.default_rng(0).normal(0, 0.02, picture.shape)
+    yy, xx = np.mgrid[0:2000, 0:3000]
+    picture[xx > 1000 - 0.3 * yy] *= 0.5
+    x_0, y_0, x_1, y_1 = prepare_digit(picture.astype(np.float32)).box
+    assert abs(x_0 - x0) <= 3 and abs(y_0 - 1197) <= 3 and abs(x_1 - x0 - 54) <= 3 \
+        and abs(y_1 - 1272) <= 3
+
+
 def test_small_writing_on_a_large_image_is_found_and_read_at_full_size():
     # a 70 px "7" with 7 px strokes on a 3000x2000 page: under 1 px wide at the 400 px working
     # size, where averaging fades it into the paper (this was refused as blank)

@@ -160,11 +160,6 @@ def _light_paper(gray: np.ndarray) -> bool:
     return bool(broad.max() - lo > _LIT_PAPER * (hi - lo))
 
 
-def _ink_bright(gray: np.ndarray) -> np.ndarray:
-    """The image with ink bright: light paper is inverted."""
-    return 1.0 - gray if _light_paper(gray) else gray
-
-
 def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     """Subtract the background light (uneven light, a vignette, a shadow cast across the
     page). On a grid ``config.background_side`` cells long, a grey opening removes what is
@@ -239,38 +234,41 @@ def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
     gray = to_gray(image)
     if max(gray.shape) <= config.work_side:
         return _find_ink(gray, config)
+    # Which side is paper is the whole page's to say: a crop around the writing may be
+    # mostly shadow, with only a sliver of the lit page in it.
+    step = _subsample_step(gray.size)  # a subsample says
+    light = _light_paper(gray[::step, ::step])
     try:
-        ink = _find_ink(gray, config)
+        ink = _find_ink(gray, config, light=light)
     except BlankImage as blank:
-        pooled, f = _keep_strokes(gray, config.work_side)
+        pooled, f = _keep_strokes(gray, config.work_side, light)
         try:
-            located = _find_ink(pooled, config, search=True)
+            located = _find_ink(pooled, config, search=True, light=light)
         except BlankImage:
             raise blank from None
-        found = _zoomed(gray, replace(located, scale=located.scale / f), config)
+        found = _zoomed(gray, replace(located, scale=located.scale / f), config, light)
         if found is None:
             raise blank from None
         return found
     y0, y1 = _union(ink.boxes)[1::2]
-    return ink if y1 - y0 >= config.zoom_below else _zoomed(gray, ink, config) or ink
+    return ink if y1 - y0 >= config.zoom_below else _zoomed(gray, ink, config, light) or ink
 
 
-def _keep_strokes(gray: np.ndarray, side: int) -> tuple[np.ndarray, int]:
+def _keep_strokes(gray: np.ndarray, side: int, light: bool) -> tuple[np.ndarray, int]:
     """``gray`` reduced by a whole factor f to at most ``side`` pixels, and f: each f x f
-    block keeps its inkiest pixel (the darkest on light paper, else the brightest), so thin
+    block keeps its inkiest pixel (the darkest on ``light`` paper, else the brightest), so thin
     strokes stay at full contrast where averaging would fade them into the paper. Paper noise
     keeps its extremes too: a reduction to search for ink on, never to read from."""
     h, w = gray.shape
     f = -(-max(h, w) // side)
-    step = _subsample_step(gray.size)  # which side is paper: a subsample says
-    reduce = np.minimum if _light_paper(gray[::step, ::step]) else np.maximum
+    reduce = np.minimum if light else np.maximum
     if h % f or w % f:
         gray = np.pad(gray, ((0, -h % f), (0, -w % f)), mode="edge")
     rows = reduce.reduce(gray.reshape(gray.shape[0] // f, f, gray.shape[1]), axis=1)
     return reduce.reduce(rows.reshape(rows.shape[0], rows.shape[1] // f, f), axis=2), f
 
 
-def _zoomed(gray: np.ndarray, ink: Ink, config: ReadConfig) -> Ink | None:
+def _zoomed(gray: np.ndarray, ink: Ink, config: ReadConfig, light: bool) -> Ink | None:
     """The ink found again in the crop of ``gray`` around ``ink`` (a margin of half its size
     on every side), at the crop's own working scale; None where that would not be at least
     1.5 times ``ink``'s scale, or the crop holds no ink by itself."""
@@ -282,23 +280,27 @@ def _zoomed(gray: np.ndarray, ink: Ink, config: ReadConfig) -> Ink | None:
     if min(1.0, config.work_side / max(x1 - x0, y1 - y0)) < 1.5 * ink.scale:
         return None
     try:
-        return replace(_find_ink(gray[y0:y1, x0:x1], config), origin=(x0, y0))
+        return replace(_find_ink(gray[y0:y1, x0:x1], config, light=light), origin=(x0, y0))
     except BlankImage:
         return None
 
 
-def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False) -> Ink:
+def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False,
+              light: bool | None = None) -> Ink:
     """:func:`find_ink` at one working size: ``gray`` reduced to ``config.work_side`` by
     averaging. The ink's brightness is taken as the 99.9th percentile (a few hot pixels do
     not count), or, in a ``search`` for what may be very little ink on a stroke-keeping
-    reduction, as the ``_SEARCH_PEAK``-th brightest pixel."""
+    reduction, as the ``_SEARCH_PEAK``-th brightest pixel. The ink is made bright (``light``
+    paper inverted; None: this image says which side is paper)."""
     h, w = gray.shape
     scale = min(1.0, config.work_side / max(h, w))
     if scale < 1.0:
         gray = _resize(gray, max(1, round(w * scale)), max(1, round(h * scale)))
     if float(gray.max() - gray.min()) < config.min_contrast:
         raise BlankImage("blank image: no ink (uniform)")
-    x = _flatten_background(_ink_bright(gray), config)
+    if light is None:
+        light = _light_paper(gray)
+    x = _flatten_background(1.0 - gray if light else gray, config)
     peak = (float(np.partition(x.ravel(), -_SEARCH_PEAK)[-_SEARCH_PEAK]) if search
             else float(np.percentile(x, 99.9)))
     if peak < config.min_contrast:
