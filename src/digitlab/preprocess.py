@@ -49,7 +49,6 @@ _MAX_GROUPS = 40  # more separate marks than this are a texture, not a number
 _SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least ink there is
 _EDGE_CELLS = 2  # cells of the background grid a shadow's edge is blurred over, at most
 _SHADOW_STEP = 0.05  # a shadow's edge: paper this much darker from one cell to the next
-_PAPER_GRID = 100  # cells along the longer side: where paper is told from ink, coarsely
 _LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit paper
 
 
@@ -145,17 +144,15 @@ def _resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(x, mode="F").resize((width, height), filt))
 
 
-def _light_paper(gray: np.ndarray) -> bool:
+def _light_paper(gray: np.ndarray, config: ReadConfig) -> bool:
     """Ink is the minority of pixels, so the median is paper: is it the light side? Unless a
     shadow darkens most of a light page: a region as bright as the page's brightest grey,
-    within ``_LIT_PAPER``, and broad enough to outlast an opening a third of the picture wide
-    is lit paper (light ink, chalk on a board say, is strokes, which do not)."""
+    within ``_LIT_PAPER``, and broad enough to outlast the background's opening (see
+    :func:`_flatten_background`) is lit paper (light ink, chalk on a board say, is strokes,
+    which do not)."""
     if np.median(gray) > 0.5 * (gray.min() + gray.max()):
         return True
-    h, w = gray.shape
-    s = _PAPER_GRID / max(h, w)
-    small = _resize(np.asarray(gray, np.float32), max(2, round(w * s)), max(2, round(h * s)))
-    broad = ndimage.grey_opening(small, size=(_PAPER_GRID // 3,) * 2, mode="nearest")
+    small, broad, _ = _opened_grid(np.asarray(gray, np.float32), config)
     lo, hi = float(small.min()), float(small.max())
     return bool(broad.max() - lo > _LIT_PAPER * (hi - lo))
 
@@ -169,12 +166,8 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     the border at a sharp angle, the opening alone would leave as ink. Strokes that touch a
     shadow are given back only up to the shadow's own level, so they stay ink."""
     h, w = x.shape
-    s = config.background_side / max(h, w)
-    gh, gw = max(2, round(h * s)), max(2, round(w * s))
-    size = max(3, config.background_side // 3)
-    small = _resize(x, gw, gh)
-    background = _reconstruct(ndimage.grey_opening(small, size=(size, size), mode="nearest"),
-                              small)
+    small, opened, s = _opened_grid(x, config)
+    background = _reconstruct(opened, small)
     # ... and what reaches the picture's border: a shadow is cast from outside, while a
     # marker blob too wide for the opening lies within the page (and is ink)
     rim = np.full_like(small, small.min())
@@ -191,6 +184,17 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
         for _ in range(math.ceil(_EDGE_CELLS / s)):
             background = np.minimum(_max3x3(background), x)
     return np.clip(x - background, 0, None)
+
+
+def _opened_grid(x: np.ndarray, config: ReadConfig) -> tuple[np.ndarray, np.ndarray, float]:
+    """``x`` on the background grid (``config.background_side`` cells along its longer
+    side), the same after a grey opening a third of the grid wide (what is narrower, strokes,
+    is gone), and the grid's cells per pixel of ``x``."""
+    h, w = x.shape
+    s = config.background_side / max(h, w)
+    small = _resize(x, max(2, round(w * s)), max(2, round(h * s)))
+    size = max(3, config.background_side // 3)
+    return small, ndimage.grey_opening(small, size=(size, size), mode="nearest"), s
 
 
 def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -237,7 +241,7 @@ def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
     # Which side is paper is the whole page's to say: a crop around the writing may be
     # mostly shadow, with only a sliver of the lit page in it.
     step = _subsample_step(gray.size)  # a subsample says
-    light = _light_paper(gray[::step, ::step])
+    light = _light_paper(gray[::step, ::step], config)
     try:
         ink = _find_ink(gray, config, light=light)
     except BlankImage as blank:
@@ -299,7 +303,7 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False,
     if float(gray.max() - gray.min()) < config.min_contrast:
         raise BlankImage("blank image: no ink (uniform)")
     if light is None:
-        light = _light_paper(gray)
+        light = _light_paper(gray, config)
     x = _flatten_background(1.0 - gray if light else gray, config)
     peak = (float(np.partition(x.ravel(), -_SEARCH_PEAK)[-_SEARCH_PEAK]) if search
             else float(np.percentile(x, 99.9)))
