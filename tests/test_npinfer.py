@@ -37,6 +37,10 @@ def test_same_probabilities_as_torch(tmp_path, preset, shape):
     with torch.no_grad():
         expected = torch.softmax(model(torch.as_tensor(x)), 1).numpy()
     assert np.abs(net(x) - expected).max() < 1e-5
+    # one image (one BLAS thread) and a batch that does not fill its last chunk
+    for n in (1, 11):
+        assert np.abs(net(x[:n]) - expected[:n]).max() < 1e-5
+    assert net(x[:0]).shape == (0, 10)
     assert net.parameters == sum(p.numel() for p in model.parameters())
 
 
