@@ -92,15 +92,13 @@ def _padded(x: np.ndarray, pad: int) -> np.ndarray:
     return out
 
 
-def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, k: int, stride: int = 1,
-          pad: int = 0) -> np.ndarray:
+def _conv(x: np.ndarray, w: np.ndarray, k: int, stride: int = 1, pad: int = 0) -> np.ndarray:
     """(N, H, W, C) convolved with ``w`` (k * k * C, O), rows in (row, column, channel)
-    order, plus ``b`` -> (N, H', W', O): one product over the sliding windows."""
+    order -> (N, H', W', O), without a bias: one product over the sliding windows."""
     if pad:
         x = _padded(x, pad)
     n, h, w_in, _ = x.shape
     out = _windows(x, k, stride) @ w
-    out += b
     return out.reshape(n, (h - k) // stride + 1, (w_in - k) // stride + 1, -1)
 
 
@@ -139,6 +137,7 @@ class NumpyNet:
         if self.arch not in ("mlp", "cnn", "digitnet", "fastnet"):
             raise ValueError(f"no NumPy forward pass for {self.arch!r}")
         self._fold()
+        self._biases: dict = {}  # (layer, values an image) -> the bias tiled, and negated
 
     def _fold(self) -> None:
         """Fold each batch norm into the convolution before it (inference only), then lay
@@ -159,8 +158,21 @@ class NumpyNet:
         return self.w[f"{name}.weight"], self.w[f"{name}.bias"]
 
     def _conv_relu(self, x: np.ndarray, name: str, stride: int = 1, pad: int = 0):
+        """relu(conv(x) + bias), the bias and relu as max(z, -bias) + bias (the same numbers:
+        bias - bias is exactly 0) against the bias laid out over a whole image once: two
+        passes over contiguous memory, where adding a bias row of a few channels to each
+        pixel and comparing with a scalar 0 took 3-4 times as long here."""
         w, b, k = self._convs[name]
-        return _relu(_conv(x, w, b, k, stride, pad))
+        z = _conv(x, w, k, stride, pad)
+        flat = z.reshape(len(z), -1)
+        key = (name, flat.shape[1])
+        if key not in self._biases:
+            tile = np.tile(b, flat.shape[1] // len(b))
+            self._biases[key] = tile, -tile
+        tile, negative = self._biases[key]
+        np.maximum(flat, negative, out=flat)
+        np.add(flat, tile, out=flat)
+        return z
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         x = np.asarray(images, np.float32)
