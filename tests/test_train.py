@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from digitlab.config import PRESETS, TrainConfig
-from digitlab.data import load_dataset
+from digitlab.data import load_dataset, to_float
 from digitlab.models import build_model
 from digitlab.train import fit, resolve_device, split_validation
 
@@ -51,6 +51,22 @@ def test_history_and_learning(small):
 def test_dropout_preset_trains_deterministically(small):
     a, b = _train(small, 3, preset="mlp-dropout"), _train(small, 3, preset="mlp-dropout")
     assert torch.equal(_weights(a.model), _weights(b.model))
+
+
+def test_8bit_pixels_train_as_their_floats_would(small):
+    """The autograd path takes 8-bit pixels as they are and makes each batch pixel / 255:
+    the same numbers, so the same weights and history, as training on to_float's floats."""
+    x, y, xt, yt = small
+    x8, xt8 = (np.rint(a * 255).astype(np.uint8) for a in (x, xt))
+    runs = []
+    for images, test in ((x8, xt8), (to_float(x8), to_float(xt8))):
+        config = TrainConfig.from_preset("mlp-dropout", epochs=1, seed=5, threads=1)
+        torch.manual_seed(5)
+        model = build_model(PRESETS["mlp-dropout"].model_config((20, 20)))
+        runs.append(fit(model, images, y, config, test, yt))
+    assert torch.equal(_weights(runs[0].model), _weights(runs[1].model))
+    a, b = ([(h.loss, h.accuracy, h.val_loss, h.val_accuracy) for h in r.history] for r in runs)
+    assert a == b
 
 
 class StopIn:
@@ -149,7 +165,7 @@ def test_autograd_training_does_not_import_the_compiler():
 import sys
 import numpy as np
 from digitlab.config import PRESETS, TrainConfig
-from digitlab.data import load_dataset
+from digitlab.data import load_dataset, to_float
 from digitlab.models import build_model
 from digitlab.train import fit
 data = load_dataset("digits20")

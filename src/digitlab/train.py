@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from .augment import AUGMENTS, augment
 from .config import TrainConfig
-from .data import to_float
+from .data import PIXEL_MAX
 from .fastdense import can_train as can_train_fast
 from .fastdense import fit_dense
 from .models import predict_logits
@@ -126,8 +126,7 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, config: Trai
         if can_train_fast(model, config):
             return fit_dense(model, x_train, y_train, config, x_val, y_val, observer,
                              resume=resume, checkpoint=checkpoint)
-        x_val = None if x_val is None else to_float(x_val)
-        return _fit(model, to_float(x_train), y_train, config, x_val, y_val, observer, resume,
+        return _fit(model, x_train, y_train, config, x_val, y_val, observer, resume,
                     checkpoint)
 
 
@@ -177,6 +176,12 @@ def _ema_update(decay: float):
     return update
 
 
+def _floats(x: torch.Tensor) -> torch.Tensor:
+    """Images as floats: 8-bit pixels made pixel / 255 as :func:`digitlab.data.to_float` makes
+    them (the same float32 numbers); float images as they are."""
+    return x if x.is_floating_point() else x.to(torch.float32).div_(PIXEL_MAX)
+
+
 def _native_bf16(device: torch.device) -> bool:
     """bfloat16 autocast pays only where the hardware has bf16 arithmetic."""
     if device.type == "cuda":
@@ -195,11 +200,13 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer, resume=None,
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    # 8-bit pixels stay so (a quarter of the memory to shuffle each epoch) until a batch is taken
     x = torch.as_tensor(x_train, device=device)
     y = torch.as_tensor(y_train, device=device)
     validating = x_val is not None
     if validating:
-        xv, yv = torch.as_tensor(x_val, device=device), torch.as_tensor(y_val, device=device)
+        xv = _floats(torch.as_tensor(x_val, device=device))
+        yv = torch.as_tensor(y_val, device=device)
     shuffle = torch.Generator().manual_seed(config.seed)
     augmenting = AUGMENTS[config.augment]
     jitter = torch.Generator().manual_seed(config.seed + 1)  # the augmentation's own stream
@@ -225,7 +232,7 @@ def _fit(model, x_train, y_train, config, x_val, y_val, observer, resume=None,
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.long, device=device)
             for step, i in enumerate(range(0, n, bs), 1):
-                xb, yb = xs[i:i + bs], ys[i:i + bs]
+                xb, yb = _floats(xs[i:i + bs]), ys[i:i + bs]
                 if augmenting:
                     xb = augment(xb, augmenting, jitter)
                 with autocast:
