@@ -1,5 +1,6 @@
 """NumPy-only inference against PyTorch: the same probabilities, without importing torch."""
 
+import json
 import subprocess
 import sys
 
@@ -10,13 +11,15 @@ from digits import on_paper, png
 
 from digitlab._bundled import bundled_path
 from digitlab.checkpoint import LoadedModel, load_model
+from digitlab.cli import main
 from digitlab.config import PRESETS
 from digitlab.models import build_model
-from digitlab.npinfer import NumpyNet, export_npz
+from digitlab.npinfer import NumpyNet, beside, export_npz
 from digitlab.recognize import Recognizer
 
 
 @pytest.mark.parametrize("preset, shape", [("seed-mlp", (28, 28)), ("seed-20x20", (20, 20)),
+                                           ("mlp-dropout", (28, 28)),
                                            ("cnn", (28, 28)), ("robust", (28, 28)),
                                            ("fastnet", (28, 28))])
 def test_same_probabilities_as_torch(tmp_path, preset, shape):
@@ -63,14 +66,48 @@ def test_npz_files_hold_no_code(tmp_path):
         NumpyNet(bad)
 
 
+def _predict_in_a_new_process(image, *options):
+    """`digitlab predict IMAGE --json OPTIONS` in a fresh interpreter: exit code, the answer
+    and whether PyTorch was imported."""
+    code = ("import sys, json, io, contextlib; from digitlab.cli import main; "
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out): code = main(['predict', *sys.argv[1:], "
+            "'--json'])\n"
+            "answer = json.loads(out.getvalue())[0]\n"
+            "print(code, answer['digit'], 'torch' in sys.modules, "
+            "json.dumps(answer['probabilities']))")
+    done = subprocess.run([sys.executable, "-c", code, str(image), *map(str, options)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    code, digit, torch_imported, probabilities = done.stdout.split(maxsplit=3)
+    return int(code), int(digit), torch_imported == "True", json.loads(probabilities)
+
+
 def test_predict_starts_without_torch(tmp_path):
     path = tmp_path / "seven.png"
     on_paper([7]).save(path)
-    code = ("import sys, json, io, contextlib; from digitlab.cli import main; "
-            "out = io.StringIO()\n"
-            "with contextlib.redirect_stdout(out): code = main(['predict', sys.argv[1], "
-            "'--json'])\n"
-            "print(code, json.loads(out.getvalue())[0]['digit'], 'torch' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True)
-    assert done.stdout.split() == ["0", "7", "False"], done.stderr
+    assert _predict_in_a_new_process(path)[:3] == (0, 7, False)
+
+
+def test_a_runs_numpy_copy_is_used_only_while_it_matches_the_model_file(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "seed-mlp", "--dataset", "digits20", "--epochs", "1",
+                 "--no-plots", "--out", str(run)]) == 0
+    model, npz = run / "model.pt", run / "model.npz"
+    assert beside(model) is not None
+    image = tmp_path / "three.png"
+    on_paper([3]).save(image)
+    _, digit, torch_imported, probabilities = _predict_in_a_new_process(image, "--model", run)
+    assert not torch_imported
+    expected = Recognizer.load(run).predict(image)  # PyTorch
+    assert digit == expected.digit
+    assert np.abs(np.array(probabilities) - expected.probabilities).max() < 1e-5
+    # a model file replaced by other weights (say copied over by hand): the copy is stale
+    other = tmp_path / "other"
+    assert main(["train", "--model", "seed-mlp", "--dataset", "digits20", "--epochs", "1",
+                 "--seed", "1", "--no-plots", "--out", str(other)]) == 0
+    model.write_bytes((other / "model.pt").read_bytes())
+    assert beside(model) is None
+    assert _predict_in_a_new_process(image, "--model", run)[2]  # PyTorch, the real weights
+    npz.write_bytes(b"not an npz")
+    assert beside(model) is None

@@ -9,6 +9,7 @@ from digitlab.checkpoint import load_model
 from digitlab.config import TrainConfig
 from digitlab.data import load_dataset
 from digitlab.evaluate import evaluate
+from digitlab.npinfer import beside
 from digitlab.runs import MODEL_FILE, new_run_dir, train_and_evaluate
 
 
@@ -25,7 +26,15 @@ def test_run_directory_holds_everything(run):
     d = result.run_dir
     assert d.name.startswith("cnn-digits20-")
     assert {p.name for p in d.iterdir()} == {"config.json", "history.csv", "metrics.json",
-                                             MODEL_FILE}
+                                             MODEL_FILE, "model.npz"}
+    # the NumPy copy gives what the model gives (the cnn preset was validated each epoch in
+    # channels-last and trained on: predict_logits must leave trainable weights behind)
+    net = beside(d / MODEL_FILE)
+    assert net is not None and net.meta["epochs"] == 2
+    loaded = load_model(d / MODEL_FILE)
+    with torch.no_grad():
+        expected = torch.softmax(loaded.model(torch.as_tensor(data.x_test[:50])), 1).numpy()
+    assert np.abs(net(data.x_test[:50]) - expected).max() < 1e-5
     config = json.loads((d / "config.json").read_text())
     assert config["train"]["seed"] == 4 and config["train"]["preset"] == "cnn"
     assert config["data"] == {"name": "digits20", "source": "embedded", "image_shape": [20, 20],

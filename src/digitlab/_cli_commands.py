@@ -81,7 +81,7 @@ def _load_model(run: str | None, device: str = "cpu"):
     """The model of a run directory or model file, or the bundled one when ``run`` is None."""
     _import_torch()
     from .checkpoint import bundled_path, load_model
-    from .runs import model_file
+    from .runlist import model_file
     if run is None and not bundled_path().is_file():
         raise CLIError("this install has no bundled model; pass --model RUN (a run directory "
                        "or model file)")
@@ -459,8 +459,14 @@ def _recognizer(args, onnx: bool = False, quick_start: bool = False):
     commands, run the bundled model in NumPy and never import PyTorch (a second saved)."""
     from ._bundled import bundled_path
     from .recognize import Recognizer
-    if args.model is None and quick_start and not onnx and bundled_path(".npz").is_file():
-        return Recognizer.load(None, engine="numpy", min_confidence=args.min_confidence)
+    if quick_start and not onnx:
+        if args.model is None and bundled_path(".npz").is_file():
+            return Recognizer.load(None, engine="numpy", min_confidence=args.min_confidence)
+        if args.model is not None:
+            from .npinfer import beside
+            from .runlist import model_file
+            if (net := beside(model_file(args.model))) is not None:  # a run's NumPy copy
+                return Recognizer(net, min_confidence=args.min_confidence)
     loaded = _load_model(args.model)
     backend = None
     if onnx:

@@ -7,21 +7,27 @@ channels-last activations (each window then copies in runs of whole pixels: twic
 channels-first here), dropout is the identity at inference. The .npz holds plain arrays
 (loaded with ``allow_pickle=False``: nothing in it can run) and the network config as JSON;
 :func:`export_npz` writes it from a PyTorch model, and tests/test_npinfer.py checks the two
-agree.
+agree. The bundled model has one, and every run keeps one beside its model file, so
+`digitlab predict --model RUN` starts without PyTorch too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from ._io import write_atomic
 from .config import ModelConfig
 
-__all__ = ["NumpyNet", "export_npz"]
+__all__ = ["NPZ_SUFFIX", "NumpyNet", "beside", "export_npz"]
+
+NPZ_SUFFIX = ".npz"
 
 _BN_EPS = 1e-5  # PyTorch's BatchNorm2d default
 # Images a convolutional network takes at a time: a few keep each layer's windows in the
@@ -53,16 +59,41 @@ def _one_blas_thread():
             lib.set_num_threads(threads)
 
 
-def export_npz(loaded, path: str | Path) -> None:
-    """Write ``loaded`` (a checkpoint.LoadedModel) as a NumPy-only inference file."""
+def export_npz(loaded, path: str | Path, source: str | Path | None = None) -> None:
+    """Write ``loaded`` (a checkpoint.LoadedModel) as a NumPy-only inference file. ``source``:
+    the model file it was made from, whose bytes' SHA-256 the header keeps (see
+    :func:`beside`)."""
     from dataclasses import asdict
 
     import torch
     state = {k: v.detach().cpu().numpy() for k, v in loaded.model.state_dict().items()
              if v.dtype.is_floating_point}
-    header = json.dumps({"model_config": asdict(loaded.config), "meta": loaded.meta,
-                         "torch": torch.__version__})
-    np.savez_compressed(path, __header__=np.array(header), **state)
+    header = {"model_config": asdict(loaded.config), "meta": loaded.meta,
+              "torch": torch.__version__}
+    if source is not None:
+        header["source_sha256"] = _sha256(source)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, __header__=np.array(json.dumps(header)), **state)
+    write_atomic(path, buffer.getvalue())
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def beside(model_file: str | Path) -> NumpyNet | None:
+    """The NumPy file a run keeps beside its model file (model.npz beside model.pt), if it
+    was written from these very bytes; None if there is none, it is unreadable, or the
+    model file changed since."""
+    model_file = Path(model_file)
+    npz = model_file.with_suffix(NPZ_SUFFIX)
+    try:
+        if not (model_file.is_file() and npz.is_file()):
+            return None
+        net = NumpyNet(npz)
+        return net if net.source_sha256 == _sha256(model_file) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _windows(x: np.ndarray, k: int, stride: int) -> np.ndarray:
@@ -130,6 +161,7 @@ class NumpyNet:
         self.config = ModelConfig(**{**raw, "input_shape": tuple(raw["input_shape"]),
                                      "hidden": tuple(raw["hidden"])})
         self.meta = header["meta"]
+        self.source_sha256 = header.get("source_sha256")
         self.path = Path(path)
         self.model = None  # no PyTorch module: this object is the model
         self.parameters = sum(v.size for k, v in self.w.items() if "running" not in k)

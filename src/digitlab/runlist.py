@@ -7,9 +7,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ENSEMBLE_FILE
+from .config import ENSEMBLE_FILE, MODEL_FILE
 
-__all__ = ["RunSummary", "list_runs", "read_json"]
+__all__ = ["RunSummary", "list_runs", "model_file", "read_json"]
+
+
+def model_file(run: str | Path) -> Path:
+    """The model file of a run directory, or ``run`` itself when it is a file."""
+    run = Path(run)
+    return run / MODEL_FILE if run.is_dir() else run
 
 
 def read_json(path: str | Path) -> dict:

@@ -25,12 +25,13 @@ import torch
 
 from . import __version__
 from ._io import write_atomic
-from .checkpoint import save_model
+from .checkpoint import LoadedModel, save_model
 from .config import MODEL_FILE, PRESETS, ModelConfig, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, evaluate
 from .models import build_model
-from .runlist import RunSummary, list_runs, read_json
+from .npinfer import NPZ_SUFFIX, export_npz
+from .runlist import RunSummary, list_runs, model_file, read_json
 from .train import EpochStats, fit, split_validation
 
 __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_runs",
@@ -87,12 +88,6 @@ def new_run_dir(root: str | Path, config: TrainConfig, now: datetime | None = No
         except FileExistsError:
             continue
     raise FileExistsError(f"too many runs named {base}")
-
-
-def model_file(run: str | Path) -> Path:
-    """The model file of a run directory, or ``run`` itself when it is a file."""
-    run = Path(run)
-    return run / MODEL_FILE if run.is_dir() else run
 
 
 def _versions() -> dict:
@@ -187,11 +182,14 @@ def _finish(run_dir: Path, config: TrainConfig, model_config, data: Dataset,
             "train_seconds": seconds, "seconds_per_epoch": seconds / len(result.history),
             "interrupted": result.interrupted, "stopped": result.stopped,
         })
-        save_model(run_dir / MODEL_FILE, result.model, model_config, {
-            "preset": config.preset, "dataset": data.name, "seed": config.seed,
-            "epochs": len(result.history), "test_accuracy": metrics.accuracy,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
+        meta = {"preset": config.preset, "dataset": data.name, "seed": config.seed,
+                "epochs": len(result.history), "test_accuracy": metrics.accuracy,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        save_model(run_dir / MODEL_FILE, result.model, model_config, meta)
+        # the same weights for NumPy, for commands that would rather not import PyTorch
+        export_npz(LoadedModel(result.model, model_config, meta, run_dir / MODEL_FILE),
+                   (run_dir / MODEL_FILE).with_suffix(NPZ_SUFFIX),
+                   source=run_dir / MODEL_FILE)
     if len(result.history) == config.epochs:
         (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: nothing to resume
     return RunResult(run_dir, config, result.history, metrics, seconds, result.interrupted,
