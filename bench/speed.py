@@ -169,7 +169,7 @@ print(json.dumps({"single_p50_ms": float(np.median(times) * 1000),
         done = subprocess.run([str(PYTHON), "-c", code, model, engine, cache],
                               capture_output=True, text=True, check=True)
         row = {"model": model, "engine": engine, **json.loads(done.stdout)}
-        if cold:  # predict runs the bundled model in NumPy, a run's model in PyTorch
+        if cold:  # predict runs the bundled model, and a run's, in NumPy
             chosen = [] if model == "bundled" else ["--model", model]
             colds = [timed([str(DIGITLAB), "predict", str(png), *chosen])[0] for _ in range(5)]
             row["cold_start_seconds"] = statistics.median(colds)
@@ -222,7 +222,8 @@ def main() -> int:
                                        "test_accuracy": evaluate_runs(runs, tta=False),
                                        "tta_test_accuracy": evaluate_runs(runs, tta=True)}
         mlp = digitlab_train(["--model", "seed-mlp", "--epochs", "1"], work)["run"]
-        rows = [("seed-mlp, PyTorch", mlp, "torch", True),
+        rows = [("seed-mlp, PyTorch", mlp, "torch", False),
+                ("seed-mlp, NumPy", mlp, "numpy", True),
                 ("bundled digitnet, NumPy", "bundled", "numpy", True),
                 ("bundled digitnet, PyTorch", "bundled", "torch", False)]
         if importlib.util.find_spec("onnxruntime"):

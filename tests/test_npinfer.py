@@ -109,5 +109,7 @@ def test_a_runs_numpy_copy_is_used_only_while_it_matches_the_model_file(tmp_path
     model.write_bytes((other / "model.pt").read_bytes())
     assert beside(model) is None
     assert _predict_in_a_new_process(image, "--model", run)[2]  # PyTorch, the real weights
+    with pytest.raises(ValueError, match="no NumPy copy"):
+        Recognizer.load(run, engine="numpy")
     npz.write_bytes(b"not an npz")
     assert beside(model) is None

@@ -456,17 +456,15 @@ def cmd_evaluate(args) -> int:
 
 def _recognizer(args, onnx: bool = False, quick_start: bool = False):
     """The recognizer for --model (or the bundled model). ``quick_start``: for one-off
-    commands, run the bundled model in NumPy and never import PyTorch (a second saved)."""
+    commands, run the model in NumPy where it has a NumPy copy, and never import PyTorch (a
+    second saved)."""
     from ._bundled import bundled_path
     from .recognize import Recognizer
-    if quick_start and not onnx:
-        if args.model is None and bundled_path(".npz").is_file():
-            return Recognizer.load(None, engine="numpy", min_confidence=args.min_confidence)
-        if args.model is not None:
-            from .npinfer import beside
-            from .runlist import model_file
-            if (net := beside(model_file(args.model))) is not None:  # a run's NumPy copy
-                return Recognizer(net, min_confidence=args.min_confidence)
+    if quick_start and not onnx and (args.model is not None or bundled_path(".npz").is_file()):
+        try:  # the bundled model's .npz, or the NumPy copy a run keeps of its model
+            return Recognizer.load(args.model, engine="numpy", min_confidence=args.min_confidence)
+        except ValueError:
+            pass  # none: PyTorch, which also explains what is wrong with the file if anything
     loaded = _load_model(args.model)
     backend = None
     if onnx:

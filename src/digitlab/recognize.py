@@ -156,14 +156,18 @@ class Recognizer:
     def load(cls, model: str | Path | None = None, engine: str = "torch",
              **options) -> Recognizer:
         """The model at ``model`` (a model file or run directory), or the bundled one.
-        ``engine="numpy"`` runs the bundled model without PyTorch (a second less to start)."""
-        if model is None and engine == "numpy":
-            from .npinfer import NumpyNet
-            return cls(NumpyNet(bundled_path(".npz")), **options)
+        ``engine="numpy"`` runs it without PyTorch (a second less to start), from the bundled
+        model's .npz or the copy a run keeps beside its model file (ValueError if it has
+        none that matches)."""
+        from .runlist import model_file
+        path = bundled_path() if model is None else model_file(model)
+        if engine == "numpy":
+            from .npinfer import NumpyNet, beside
+            net = NumpyNet(bundled_path(".npz")) if model is None else beside(path)
+            if net is None:
+                raise ValueError(f"{path} has no NumPy copy written from it (model.npz)")
+            return cls(net, **options)
         from .checkpoint import load_model
-        path = bundled_path() if model is None else Path(model)
-        if path.is_dir():
-            path = path / "model.pt"
         return cls(load_model(path), **options)
 
     @property
