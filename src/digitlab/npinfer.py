@@ -73,7 +73,8 @@ def export_npz(loaded, path: str | Path, source: str | Path | None = None) -> No
     if source is not None:
         header["source_sha256"] = _sha256(source)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, __header__=np.array(json.dumps(header)), **state)
+    # uncompressed: weights compress by 7% and took 40 ms to (digitnet), 1-2 ms as they are
+    np.savez(buffer, __header__=np.array(json.dumps(header)), **state)
     write_atomic(path, buffer.getvalue())
 
 
