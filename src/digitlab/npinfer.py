@@ -47,7 +47,8 @@ def _blas_libraries() -> list:
 def _one_blas_thread():
     """BLAS on one thread inside: a single image's products are too small to share, and
     waking a second thread for each cost more than it gave (digitnet, one image: 0.72-0.77
-    ms with 2 threads, 0.48-0.51 ms with one)."""
+    ms with 2 threads, 0.48-0.51 ms with one). The setting is the process's: other threads'
+    products run on one thread meanwhile too (slower, never wrong)."""
     libraries = _blas_libraries()
     before = [lib.num_threads for lib in libraries]
     for lib in libraries:
