@@ -24,5 +24,5 @@ fi
 "$digitlab" predict "${sample[@]}" --model "$run"
 "$digitlab" report "$run"
 echo
-echo "The run is in $run: config.json, history.csv, metrics.json, model.pt, plots/ and"
-echo "report.html (open it in a browser)."
+echo "The run is in $run: config.json, history.csv, metrics.json, model.pt (and model.npz,"
+echo "its NumPy copy), plots/ and report.html (open it in a browser)."
