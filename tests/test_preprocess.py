@@ -111,6 +111,20 @@ def test_a_shadow_over_most_of_the_page_leaves_it_light_paper(seven_at):
         and 215 <= y1 <= 230
 
 
+@pytest.mark.parametrize("corners", [0.4, 0.1])  # the corners' light, the middle's being 1
+def test_a_strong_vignette_is_background_not_ink(corners):
+    # the light falls off as the square of the distance from the middle: a flat opening cut
+    # the top off that slope, and the dark corners were read as ink around the 7 (its box
+    # the whole picture)
+    picture = drawing([("line", [(70, 60), (125, 60), (90, 130)])], size=(180, 180),
+                      width=8) * 0.9 + 0.1
+    yy, xx = np.mgrid[0:180, 0:180]
+    r2 = ((xx - 90) / 90) ** 2 + ((yy - 90) / 90) ** 2
+    picture *= 1 - (1 - corners) * r2 / 2
+    x0, y0, x1, y1 = prepare_digit(picture).box
+    assert 60 <= x0 <= 70 and 50 <= y0 <= 60 and 125 <= x1 <= 135 and 130 <= y1 <= 140
+
+
 def test_marker_strokes_wider_than_the_background_opening_are_ink():
     # an "L" in strokes 110 px wide on a 300 px picture: the opening keeps their middle, but
     # they do not reach the border as a shadow would, so they stay ink (were taken for paper)

@@ -50,6 +50,9 @@ _SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least i
 _EDGE_CELLS = 2  # cells of the background grid a shadow's edge is blurred over, at most
 _SHADOW_STEP = 0.05  # a shadow's edge: paper this much darker from one cell to the next
 _LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit paper
+_BALL_CURVE = 0.001  # the slope-following opening's cap: its fall per grid cell squared
+_SLOPE_INK = 0.1  # left over from the background by this much on the border ...
+_SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,13 @@ def _resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
 def _light_paper(gray: np.ndarray, config: ReadConfig) -> bool:
     """Ink is the minority of pixels, so the median is paper: is it the light side? Unless a
     shadow darkens most of a light page: a region as bright as the page's brightest grey,
-    within ``_LIT_PAPER``, and broad enough to outlast the background's opening (see
-    :func:`_flatten_background`) is lit paper (light ink, chalk on a board say, is strokes,
+    within ``_LIT_PAPER``, and broad enough to outlast an opening a third of the picture wide
+    (:func:`_ball_opening`) is lit paper (light ink, chalk on a board say, is strokes,
     which do not)."""
     if np.median(gray) > 0.5 * (gray.min() + gray.max()):
         return True
-    small, broad, _ = _opened_grid(np.asarray(gray, np.float32), config)
+    small, _, _ = _opened_grid(np.asarray(gray, np.float32), config)
+    broad = _ball_opening(small, config)
     lo, hi = float(small.min()), float(small.max())
     return bool(broad.max() - lo > _LIT_PAPER * (hi - lo))
 
@@ -164,15 +168,23 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     reconstruction then gives back, whole, every region of shading the opening kept some of
     and that reaches the picture's border: the narrow end of a shadow, where its edge meets
     the border at a sharp angle, the opening alone would leave as ink. Strokes that touch a
-    shadow are given back only up to the shadow's own level, so they stay ink."""
+    shadow are given back only up to the shadow's own level, so they stay ink. Where shading
+    is left along the border all the same (a flat square cuts the top off a slope: a
+    vignette's dark corners, a shadow's soft end), the opening is made again with a
+    paraboloid cap, which follows slopes (:func:`_ball_opening`)."""
     h, w = x.shape
     small, opened, s = _opened_grid(x, config)
-    background = _reconstruct(opened, small)
     # ... and what reaches the picture's border: a shadow is cast from outside, while a
     # marker blob too wide for the opening lies within the page (and is ink)
     rim = np.full_like(small, small.min())
     rim[0], rim[-1], rim[:, 0], rim[:, -1] = small[0], small[-1], small[:, 0], small[:, -1]
-    background = np.minimum(background, _reconstruct(rim, small))
+    from_rim = _reconstruct(rim, small)
+    background = np.minimum(_reconstruct(opened, small), from_rim)
+    if _slope_left(small - background):
+        # the flat opening cut the top off a slope (a vignette's dark corners, a shadow's
+        # soft end): again with a cap that follows slopes (about 3 ms more)
+        opened = _ball_opening(small, config)
+        background = np.minimum(_reconstruct(opened, small), from_rim)
     step = max(float(np.abs(np.diff(background, axis=a)).max(initial=0)) for a in (0, 1))
     background = _resize(background, w, h)
     if step > _SHADOW_STEP:
@@ -184,6 +196,31 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
         for _ in range(math.ceil(_EDGE_CELLS / s)):
             background = np.minimum(_max3x3(background), x)
     return np.clip(x - background, 0, None)
+
+
+def _slope_left(residue: np.ndarray) -> bool:
+    """Whether what stands above the background on the grid covers more than
+    ``_SLOPE_BORDER`` of the picture's border by ``_SLOPE_INK`` or more: strokes cross the
+    border of a tight crop in a few places, shading left over runs along it."""
+    border = np.concatenate([residue[0], residue[-1], residue[1:-1, 0], residue[1:-1, -1]])
+    return bool(np.mean(border > _SLOPE_INK) > _SLOPE_BORDER)
+
+
+def _ball_opening(x: np.ndarray, config: ReadConfig) -> np.ndarray:
+    """Grey opening of the grid ``x`` by a paraboloid cap a third of the grid wide (r cells
+    from its centre to its edge) that falls ``_BALL_CURVE`` * d**2 at d cells from the
+    centre: where a flat square cuts the top off a slope, it follows one of up to
+    2 * _BALL_CURVE * r per cell (a vignette's), and it fits into a stroke w cells wide by
+    only _BALL_CURVE * w**2 / 4. The cap is a sum of one parabola along rows and one along
+    columns, so each pass is two one-dimensional ones."""
+    radius = max(1, config.background_side // 6)
+    d = np.arange(-radius, radius + 1, dtype=np.float32)
+    cap = -_BALL_CURVE * d * d
+    rows, cols = cap[None, :], cap[:, None]
+    eroded = ndimage.grey_erosion(ndimage.grey_erosion(x, structure=rows, mode="nearest"),
+                                  structure=cols, mode="nearest")
+    return ndimage.grey_dilation(ndimage.grey_dilation(eroded, structure=rows, mode="nearest"),
+                                 structure=cols, mode="nearest")
 
 
 def _opened_grid(x: np.ndarray, config: ReadConfig) -> tuple[np.ndarray, np.ndarray, float]:
