@@ -140,7 +140,7 @@ if engine == "onnx":
     from digitlab.checkpoint import load_model
     from digitlab.export import OnnxBackend
     from digitlab._bundled import bundled_path
-    from digitlab.runs import model_file
+    from digitlab.runlist import model_file
     loaded = load_model(bundled_path() if model is None else model_file(model))
     rec = Recognizer(loaded, backend=OnnxBackend.for_model(loaded))
 else:

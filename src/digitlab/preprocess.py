@@ -155,7 +155,7 @@ def _light_paper(gray: np.ndarray, config: ReadConfig) -> bool:
     which do not)."""
     if np.median(gray) > 0.5 * (gray.min() + gray.max()):
         return True
-    small, _, _ = _opened_grid(np.asarray(gray, np.float32), config)
+    small, _ = _grid(np.asarray(gray, np.float32), config)
     broad = _ball_opening(small, config)
     lo, hi = float(small.min()), float(small.max())
     return bool(broad.max() - lo > _LIT_PAPER * (hi - lo))
@@ -173,9 +173,11 @@ def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     vignette's dark corners, a shadow's soft end), the opening is made again with a
     paraboloid cap, which follows slopes (:func:`_ball_opening`)."""
     h, w = x.shape
-    small, opened, s = _opened_grid(x, config)
-    # ... and what reaches the picture's border: a shadow is cast from outside, while a
-    # marker blob too wide for the opening lies within the page (and is ink)
+    small, s = _grid(x, config)
+    size = max(3, config.background_side // 3)
+    opened = ndimage.grey_opening(small, size=(size, size), mode="nearest")
+    # Only what reaches the picture's border: a shadow is cast from outside, while a marker
+    # blob too wide for the opening lies within the page (and is ink)
     rim = np.full_like(small, small.min())
     rim[0], rim[-1], rim[:, 0], rim[:, -1] = small[0], small[-1], small[:, 0], small[:, -1]
     from_rim = _reconstruct(rim, small)
@@ -223,15 +225,12 @@ def _ball_opening(x: np.ndarray, config: ReadConfig) -> np.ndarray:
                                  structure=cols, mode="nearest")
 
 
-def _opened_grid(x: np.ndarray, config: ReadConfig) -> tuple[np.ndarray, np.ndarray, float]:
+def _grid(x: np.ndarray, config: ReadConfig) -> tuple[np.ndarray, float]:
     """``x`` on the background grid (``config.background_side`` cells along its longer
-    side), the same after a grey opening a third of the grid wide (what is narrower, strokes,
-    is gone), and the grid's cells per pixel of ``x``."""
+    side), and the grid's cells per pixel of ``x``."""
     h, w = x.shape
     s = config.background_side / max(h, w)
-    small = _resize(x, max(2, round(w * s)), max(2, round(h * s)))
-    size = max(3, config.background_side // 3)
-    return small, ndimage.grey_opening(small, size=(size, size), mode="nearest"), s
+    return _resize(x, max(2, round(w * s)), max(2, round(h * s))), s
 
 
 def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:

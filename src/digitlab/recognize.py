@@ -111,7 +111,7 @@ def _decoded(source, limits: Limits) -> tuple[np.ndarray, tuple[int, int] | None
     array = np.asarray(source)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageRejected(f"array of shape {array.shape} is not an image")
-    if not np.isfinite(array).all():
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():  # (8-bit pixels always are)
         raise ImageRejected("the array holds NaN or infinite values")
     array = array.astype(np.float32) / (255.0 if array.dtype == np.uint8 or array.max() > 1
                                         else 1.0)
