@@ -125,6 +125,21 @@ def test_a_strong_vignette_is_background_not_ink(corners):
     assert 60 <= x0 <= 70 and 50 <= y0 <= 60 and 125 <= x1 <= 135 and 130 <= y1 <= 140
 
 
+@pytest.mark.parametrize("shadow", ["corner", "strip"])
+def test_a_shadow_cut_by_the_pictures_border_is_not_ink(shadow):
+    # a shadow's corner cut off by the picture (as a crop around small writing cuts it), or a
+    # strip of shadow along one side: narrower than the background's opening, it stood above
+    # the background as a thick piece of ink (an extra digit; the strip joined the "17" in
+    # one box the height of the picture)
+    one, seven = ("line", [(180, 100), (180, 165)]), ("line", [(210, 100), (255, 100),
+                                                                (230, 165)])
+    page = drawing([one, seven], size=(400, 250), width=7) * 0.85 + 0.1
+    yy, xx = np.mgrid[0:250, 0:400]
+    page[xx / 60 + (250 - yy) / 45 < 1 if shadow == "corner" else xx < 30 + 0.05 * yy] *= 0.5
+    boxes = [p.single.box for p in prepare_number(page)]
+    assert len(boxes) == 2 and boxes[0][0] >= 175 and boxes[1][2] <= 262, boxes
+
+
 def test_marker_strokes_wider_than_the_background_opening_are_ink():
     # an "L" in strokes 110 px wide on a 300 px picture: the opening keeps their middle, but
     # they do not reach the border as a shadow would, so they stay ink (were taken for paper)

@@ -53,6 +53,7 @@ _LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit pape
 _BALL_CURVE = 0.001  # the slope-following opening's cap: its fall per grid cell squared
 _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
+_SHADE_THICK = 3.0  # ink on the border this many times as thick as the strokes is shading
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,7 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False,
     # config.min_contrast (left over from uneven light, say) is not, however normalised
     seeded[labels[(x > threshold) & (x * peak >= config.min_contrast)]] = True
     seeded[0] = False
+    seeded[1:][_shading(labels, seeded, config)] = False
     strokes = _without_lines(labels, seeded, config)
     if strokes is not None:  # ruled lines, an underline or a frame taken out
         labels, n = ndimage.label(strokes, structure=_EIGHT)
@@ -379,6 +381,42 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False,
     # Keep the anti-aliased edges around the kept strokes, nothing else.
     x = np.where(_grow(mask, 2), x, 0).astype(np.float32)
     return Ink(x, mask, labels, boxes, scale)
+
+
+def _shading(labels: np.ndarray, seeded: np.ndarray, config: ReadConfig) -> np.ndarray:
+    """Which pieces of ``labels`` are shading, not ink: the corner of a shadow a crop cuts,
+    or a strip of one along the picture's side, narrower than the background's opening takes
+    for shading. Such a piece reaches the picture's border and is at least ``_SHADE_THICK``
+    times as thick as the median of the other (seeded) pieces' strokes, measuring thickness as
+    the widest disc inside a piece, with the picture's border counted as ink (a shadow goes
+    on past it). A stroke that runs along the border is only twice its width thick so; a
+    piece alone is never shading."""
+    h, w = labels.shape
+    shading = np.zeros(len(seeded) - 1, bool)
+    edge = np.zeros(len(seeded), bool)
+    edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    edge = (edge & seeded)[1:]
+    if not edge.any():  # most pictures: done here
+        return shading
+    slices = ndimage.find_objects(labels)
+
+    def thickness(i: int) -> float:
+        s = slices[i]
+        piece = labels[s] == i + 1
+        # zeros around the piece, except where it meets the picture's border
+        pad = ((int(s[0].start > 0), int(s[0].stop < h)),
+               (int(s[1].start > 0), int(s[1].stop < w)))
+        return 2 * float(ndimage.distance_transform_edt(np.pad(piece, pad)).max())
+
+    areas = np.bincount(labels.ravel(), minlength=len(seeded))[1:]
+    inner = [thickness(i) for i, s in enumerate(slices) if s is not None and seeded[i + 1]
+             and not edge[i] and areas[i] >= config.min_speck_pixels]
+    if not inner:
+        return shading
+    stroke = float(np.median(inner))
+    for i in np.flatnonzero(edge):
+        shading[i] = thickness(i) >= _SHADE_THICK * stroke
+    return shading
 
 
 def _without_lines(labels: np.ndarray, seeded: np.ndarray,
