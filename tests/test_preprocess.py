@@ -216,6 +216,12 @@ def test_ruled_lines_and_underlines_are_not_digits():
                           ("line", [(10, 140), (300, 140)])], size=(320, 170), width=9)
     parts = prepare_number(underlined)
     assert len(parts) == 2 and all(p.single.box[3] < 130 for p in parts)
+    # an underline no longer than the number, drawn apart from it (was read with the digits
+    # as one piece)
+    zeros = [("ellipse", (x, 30, x + 60, 120)) for x in (20, 100, 180, 260)]
+    parts = prepare_number(drawing([*zeros, ("line", [(18, 140), (322, 140)])],
+                                   size=(340, 170), width=9))
+    assert len(parts) == 4 and all(p.single.box[3] < 130 for p in parts)
     with pytest.raises(BlankImage, match="only straight lines"):
         prepare_digit(drawing(ruled, size=(500, 300), width=2))
     seven_alone = drawing([("line", [(10, 10), (150, 10), (60, 110)])], size=(160, 120))

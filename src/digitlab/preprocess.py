@@ -53,6 +53,7 @@ _LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit pape
 _BALL_CURVE = 0.001  # the slope-following opening's cap: its fall per grid cell squared
 _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
+_LINE_ALONE = 0.7  # a long run this much of the piece it is in was drawn apart: a line
 _SHADE_THICK = 3.0  # ink on the border this many times as thick as the strokes is shading
 
 
@@ -425,10 +426,10 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     lines in it (ruled paper, an underline, a form's baseline), or None where it has none.
     A line is a horizontal run of ink at least ``config.line_length`` times as long as the
     pieces of ink are tall (0.6 times that if it runs from edge to edge) that reaches past
-    the rest of the ink on one side at least: a 7's bar or the joined bases of "222" never
-    is. (Vertical lines are left: a 1 on a tight crop looks like one.) Where a stroke crosses
-    a line, the stroke is kept whole. Raises :class:`BlankImage` when there is
-    nothing but lines."""
+    the rest of the ink on one side at least, or is nearly all of a piece of ink (touches no
+    digit): a 7's bar or the joined bases of "222" never is. (Vertical lines are left: a 1
+    on a tight crop looks like one.) Where a stroke crosses a line, the stroke is kept whole.
+    Raises :class:`BlankImage` when there is nothing but lines."""
     mask = seeded[labels]
     if not mask.any():
         return None
@@ -455,10 +456,17 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
             * height * (0.6 if (s[1].start, s[1].stop) == (0, w) else 1.0)]
     rest = np.flatnonzero((mask & ~np.isin(runs, long)).any(axis=0))  # other ink's columns
     # A line reaches past the writing on at least one side, as a rule under a number or a
-    # ruled page does; the joined bases of "222", or of a tight crop of "22", do not
+    # ruled page does, or is drawn apart from it, as an underline may be; the joined bases
+    # of "222", or of a tight crop of "22", do neither
     past = 0.25 * height
+
+    def apart(i: int) -> bool:  # the run is (nearly) the whole of the piece it is in
+        s = spans[i - 1]
+        on_run = runs[s] == i
+        return on_run.sum() >= _LINE_ALONE * areas[np.unique(labels[s][on_run]) - 1].sum()
+
     lines = [i for i in long if not len(rest) or spans[i - 1][1].start <= rest[0] - past
-             or spans[i - 1][1].stop >= rest[-1] + 1 + past]
+             or spans[i - 1][1].stop >= rest[-1] + 1 + past or apart(i)]
     if not lines:
         return None
     found = np.isin(runs, lines)
