@@ -228,6 +228,19 @@ def test_ruled_lines_and_underlines_are_not_digits():
     assert prepare_digit(seven_alone).box[1] <= 6, "a 7's bar is no line"
 
 
+def test_a_stroke_lying_along_a_ruled_line_stays_ink():
+    # a 6 whose loop sits on a printed line: the stroke's rows above the line joined the
+    # line's run and went with it (the loop opened: 8146 read 8141); only the line goes now
+    six = ("line", [(224, 105), (206, 150), (206, 177), (240, 177), (240, 150), (206, 150)])
+    ruled = [("line", [(0, y), (400, y)]) for y in range(20, 300, 40)]  # one at y = 180
+    page = np.minimum(drawing(ruled, size=(400, 300), width=2, ink=0.6, paper=0.96),
+                      drawing([six], size=(400, 300), width=7))
+    ink = find_ink(page)
+    assert ink.scale == 1.0
+    assert ink.mask[174:179, 206:241].mean() > 0.95, "the loop's bottom stroke"
+    assert not ink.mask[179:182, 250:].any() and not ink.mask[179:182, :200].any(), "the line"
+
+
 def test_a_solid_dot_is_no_digit():
     im = Image.new("F", (200, 160), 1.0)
     ImageDraw.Draw(im).ellipse((80, 60, 120, 100), fill=0.0)

@@ -469,8 +469,14 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
              or spans[i - 1][1].stop >= rest[-1] + 1 + past or apart(i)]
     if not lines:
         return None
-    found = np.isin(runs, lines)
-    thick = int(np.median([spans[i - 1][0].stop - spans[i - 1][0].start for i in lines]))
+    found = np.zeros_like(mask)
+    widths = []
+    for i in lines:
+        s = spans[i - 1]
+        own, width = _line_itself(runs[s] == i)
+        found[s] |= own
+        widths.append(width)
+    thick = int(np.median(widths))
     across = np.ones((min(thick, max(1, round(0.25 * height))) + 3, 1), bool)
     kept = mask & ~found
     # a stroke crossing a line: ink above and below it is joined through it again
@@ -480,6 +486,23 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     if not out.any():
         raise BlankImage("blank image: only straight lines (ruled paper?), nothing written")
     return out
+
+
+def _line_itself(run: np.ndarray) -> tuple[np.ndarray, int]:
+    """The line in a long horizontal run (its box's mask), and how thick it is: where a stroke
+    lies along a line (a 6's loop sitting on a ruled line), the run takes in the stroke's
+    rows too; the line itself is the band of its usual thickness around the straight
+    centre line of the columns it has nothing else in."""
+    count = run.sum(axis=0)
+    thick = int(np.median(count[count > 0]))
+    rows = np.arange(run.shape[0], dtype=np.float64)[:, None]
+    centre = (run * rows).sum(axis=0) / np.maximum(count, 1)
+    plain = np.flatnonzero((count > 0) & (count <= thick + 1))
+    if len(plain) < 2:
+        return run, thick
+    slope, at = np.polyfit(plain, centre[plain], 1)
+    middle = slope * np.arange(run.shape[1]) + at
+    return run & (np.abs(rows - middle) <= thick / 2 + 1), thick
 
 
 def _is_dot(piece: np.ndarray) -> bool:
