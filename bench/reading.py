@@ -2,8 +2,8 @@
 digitlab's reading path against what most apps do, plus numbers, non-digits and timing.
 
     .venv/bin/python bench/reading.py [--model RUN] [--digits 1300] [--numbers 300]
-                                      [--joined 150] [--lined 100] [--photos 60]
-                                      [--shadowed 60]
+                                      [--joined 150] [--lined 100] [--slanted 100]
+                                      [--photos 60] [--shadowed 60]
 
 Prints a table per distortion kind and writes bench/results/reading.json. Pipelines compared
 on the same files and the same model:
@@ -161,6 +161,12 @@ def timing(rec: Recognizer, images, labels, n: int = 200) -> dict:
     return {k: statistics.median(v) for k, v in stages.items()}
 
 
+def lined_table(rec, samples) -> dict:
+    """Share of numbers read exactly, on ruled paper and underlined."""
+    return {kind: float(np.mean(read_right(rec, [s for s in samples if kind in s.kinds])))
+            for kind in ("ruled", "underlined")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file or run directory (default: bundled)")
@@ -172,6 +178,8 @@ def main() -> int:
                         help="numbers whose neighbouring digits' ink joins")
     parser.add_argument("--lined", type=int, default=100,
                         help="numbers on ruled paper or underlined")
+    parser.add_argument("--slanted", type=int, default=100,
+                        help="such numbers on a page turned 1.5-3 degrees")
     parser.add_argument("--photos", type=int, default=60,
                         help="12-megapixel phone photos of small digits and numbers")
     parser.add_argument("--shadowed", type=int, default=60,
@@ -193,18 +201,20 @@ def main() -> int:
     others = userstyle.non_digit_set(args.non_digits, seed=args.seed + 2)
     joined = userstyle.joined_set(images, mnist.y_test, args.joined, seed=args.seed + 4)
     lined = userstyle.lined_set(images, mnist.y_test, args.lined, seed=args.seed + 5)
+    slanted = userstyle.lined_set(images, mnist.y_test, args.slanted, seed=args.seed + 7,
+                                  slanted=True)
     photos = userstyle.photo_set(images, mnist.y_test, args.photos, seed=args.seed + 3)
     shadowed = userstyle.photo_set(images, mnist.y_test, args.shadowed, seed=args.seed + 6,
                                    shadow=True)
-    print(f"generated {len(digits)} digits, {len(numbers) + len(joined) + len(lined)} numbers, "
+    n_numbers = len(numbers) + len(joined) + len(lined) + len(slanted)
+    print(f"generated {len(digits)} digits, {n_numbers} numbers, "
           f"{len(others)} non-digits, {len(photos) + len(shadowed)} photos in "
           f"{time.time() - t:.0f} s", flush=True)
     d, confidences = digits_table(rec, digits)
     result = {"model": str(rec.loaded.path), "digits": d, "numbers": numbers_table(rec, numbers),
               "non_digits": non_digits_table(rec, others, confidences),
               "joined": float(np.mean(read_right(rec, joined))),
-              "lined": {kind: float(np.mean(read_right(rec, [s for s in lined if kind in s.kinds])))
-                        for kind in ("ruled", "underlined")},
+              "lined": lined_table(rec, lined), "slanted": lined_table(rec, slanted),
               "photos": photos_table(rec, photos), "shadowed": photos_table(rec, shadowed),
               "timing_ms": timing_ms, "loadavg_at_timing": load_before}
 
@@ -222,7 +232,9 @@ def main() -> int:
           f"{nums['broken']['exact']:.1%})")
     print(f"numbers with joined digits read exactly: {result['joined']:.1%} of {len(joined)}")
     print(f"numbers on ruled paper read exactly: {result['lined']['ruled']:.1%}, underlined: "
-          f"{result['lined']['underlined']:.1%} ({len(lined) // 2} each)")
+          f"{result['lined']['underlined']:.1%} ({len(lined) // 2} each); on a page turned "
+          f"1.5-3 degrees: {result['slanted']['ruled']:.1%} and "
+          f"{result['slanted']['underlined']:.1%} ({len(slanted) // 2} each)")
     for table, shade in (("photos", ""), ("shadowed", ", a shadow across the page")):
         for kind, row in result[table].items():
             if row["n"]:

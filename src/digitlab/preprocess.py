@@ -53,6 +53,8 @@ _LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit pape
 _BALL_CURVE = 0.001  # the slope-following opening's cap: its fall per grid cell squared
 _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
+_SLANT_ROWS = 5  # rows taken together to find long runs: lines slanted up to about 3 degrees
+_LINE_THIN = 0.25  # a line is at most this share of all the ink's height thick
 _LINE_ALONE = 0.7  # a long run this much of the piece it is in was drawn apart: a line
 _SHADE_THICK = 3.0  # ink on the border this many times as thick as the strokes is shading
 
@@ -440,20 +442,32 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
                            if s is not None and a and a >= config.speck_fraction * areas.max()])
     shortest = config.line_length * height * 0.6
     # the longest horizontal run in any row, from where runs start and end: most images
-    # have none that long, and are done here
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).view(np.int8), axis=1)
+    # have none that long, and are done here. Rows are taken a few together, so that a line
+    # drawn or photographed at a slight slant, whose rows each hold a part of it, is looked at
+    together = mask.copy()
+    for k in range(1, _SLANT_ROWS):
+        together[:-k] |= mask[k:]
+    edges = np.diff(np.pad(together, ((0, 0), (1, 1))).view(np.int8), axis=1)
     starts, ends = np.nonzero(edges == 1)[1], np.nonzero(edges == -1)[1]
     if len(starts) == 0 or (ends - starts).max() < shortest:
         return None
     run = max(8, round(0.06 * max(h, w)))  # shorter runs are never looked at
-    opened = ndimage.binary_opening(mask, structure=np.ones((1, run), bool))
-    runs, count = ndimage.label(opened, structure=_EIGHT)
+    # long runs of the rows taken together, back on the ink of the rows they came from
+    opened = ndimage.binary_opening(together, structure=np.ones((1, run), bool))
+    back = opened.copy()
+    for k in range(1, _SLANT_ROWS):
+        back[k:] |= opened[:-k]
+    runs, count = ndimage.label(back & mask, structure=_EIGHT)
     if count > _MAX_GROUPS:  # a hatched or textured surface, not lines to take out
         return None
     spans = ndimage.find_objects(runs)
     # a run from edge to edge goes on past them (a crop of a ruled page): less of it shows
     long = [i for i, s in enumerate(spans, 1) if s[1].stop - s[1].start >= config.line_length
             * height * (0.6 if (s[1].start, s[1].stop) == (0, w) else 1.0)]
+    # ... and thin: where the rows taken together join thick writing, a long run is no line
+    itself = {i: _line_itself(runs[spans[i - 1]] == i) for i in long}
+    inked = np.flatnonzero(mask.any(axis=1))
+    long = [i for i in long if itself[i][1] <= _LINE_THIN * (inked[-1] + 1 - inked[0])]
     rest = np.flatnonzero((mask & ~np.isin(runs, long)).any(axis=0))  # other ink's columns
     # A line reaches past the writing on at least one side, as a rule under a number or a
     # ruled page does, or is drawn apart from it, as an underline may be; the joined bases
@@ -470,13 +484,9 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     if not lines:
         return None
     found = np.zeros_like(mask)
-    widths = []
     for i in lines:
-        s = spans[i - 1]
-        own, width = _line_itself(runs[s] == i)
-        found[s] |= own
-        widths.append(width)
-    thick = int(np.median(widths))
+        found[spans[i - 1]] |= itself[i][0]
+    thick = int(np.median([itself[i][1] for i in lines]))
     across = np.ones((min(thick, max(1, round(0.25 * height))) + 3, 1), bool)
     kept = mask & ~found
     # a stroke crossing a line: ink above and below it is joined through it again
