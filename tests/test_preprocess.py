@@ -181,6 +181,21 @@ def test_small_writing_in_a_shadow_keeps_the_pages_paper(x0):
         and abs(y_1 - 1272) <= 3
 
 
+@pytest.mark.parametrize("lit", [0.05, 0.1])
+def test_a_page_in_shadow_but_a_sliver_is_still_light_paper(lit):
+    # all of a 3000x2000 page in shadow but a sliver along the top: the median grey is the
+    # shadow's, darker than halfway, and the lit part too narrow to count as broad paper;
+    # the 7's dark strokes tell (the lit sliver was read as light ink on dark paper)
+    picture = drawing([("line", [(1800, 1200), (1850, 1200), (1815, 1270)])],
+                      size=(3000, 2000), width=7)
+    picture = picture * 0.85 + 0.1 + np.random.default_rng(0).normal(0, 0.02, picture.shape)
+    yy, xx = np.mgrid[0:2000, 0:3000]
+    picture[yy > lit * 2000 + 0.1 * xx] *= 0.4
+    x0, y0, x1, y1 = prepare_digit(picture.astype(np.float32)).box
+    assert abs(x0 - 1800) <= 3 and abs(y0 - 1197) <= 3 and abs(x1 - 1854) <= 3 \
+        and abs(y1 - 1272) <= 3
+
+
 def test_small_writing_on_a_large_image_is_found_and_read_at_full_size():
     # a 70 px "7" with 7 px strokes on a 3000x2000 page: under 1 px wide at the 400 px working
     # size, where averaging fades it into the paper (this was refused as blank)

@@ -50,6 +50,8 @@ _SEARCH_PEAK = 4  # a search for small ink takes this many pixels as the least i
 _EDGE_CELLS = 2  # cells of the background grid a shadow's edge is blurred over, at most
 _SHADOW_STEP = 0.05  # a shadow's edge: paper this much darker from one cell to the next
 _LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit paper
+_STROKE_WINDOW = 5  # grid cells: wider than a page's strokes, narrower than its writing
+_DARKER = 3.0  # strokes this much more often darker than lighter: dark ink on light paper
 _BALL_CURVE = 0.001  # the slope-following opening's cap: its fall per grid cell squared
 _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
@@ -151,18 +153,28 @@ def _resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(x, mode="F").resize((width, height), filt))
 
 
-def _light_paper(gray: np.ndarray, config: ReadConfig) -> bool:
+def _light_paper(gray: np.ndarray, config: ReadConfig, page: bool = False) -> bool:
     """Ink is the minority of pixels, so the median is paper: is it the light side? Unless a
     shadow darkens most of a light page: a region as bright as the page's brightest grey,
     within ``_LIT_PAPER``, and broad enough to outlast an opening a third of the picture wide
     (:func:`_ball_opening`) is lit paper (light ink, chalk on a board say, is strokes,
-    which do not)."""
+    which do not). On a ``page`` (a large picture, a photo), where the lit part may be a
+    sliver along one side, the strokes are asked too: what stands out from the grey around
+    it (a median over ``_STROKE_WINDOW`` cells, which keeps a shadow's straight edge and
+    takes out strokes) is then mostly darker by ``_DARKER`` times (about 3 ms, and only for
+    pictures whose median is dark)."""
     if np.median(gray) > 0.5 * (gray.min() + gray.max()):
         return True
     small, _ = _grid(np.asarray(gray, np.float32), config)
     broad = _ball_opening(small, config)
     lo, hi = float(small.min()), float(small.max())
-    return bool(broad.max() - lo > _LIT_PAPER * (hi - lo))
+    if broad.max() - lo > _LIT_PAPER * (hi - lo):
+        return True
+    if not page:
+        return False
+    stands_out = small - ndimage.median_filter(small, size=_STROKE_WINDOW, mode="nearest")
+    dark = -float(stands_out[stands_out < -config.min_contrast].sum())
+    return dark > _DARKER * float(stands_out[stands_out > config.min_contrast].sum())
 
 
 def _flatten_background(x: np.ndarray, config: ReadConfig) -> np.ndarray:
@@ -281,7 +293,7 @@ def find_ink(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Ink:
     # Which side is paper is the whole page's to say: a crop around the writing may be
     # mostly shadow, with only a sliver of the lit page in it.
     step = _subsample_step(gray.size)  # a subsample says
-    light = _light_paper(gray[::step, ::step], config)
+    light = _light_paper(gray[::step, ::step], config, page=True)
     try:
         ink = _find_ink(gray, config, light=light)
     except BlankImage as blank:
