@@ -51,7 +51,7 @@ _EDGE_CELLS = 2  # cells of the background grid a shadow's edge is blurred over,
 _SHADOW_STEP = 0.05  # a shadow's edge: paper this much darker from one cell to the next
 _LIT_PAPER = 0.75  # a broad region this close to the brightest grey is lit paper
 _STROKE_WINDOW = 5  # grid cells: wider than a page's strokes, narrower than its writing
-_DARKER = 3.0  # strokes this much more often darker than lighter: dark ink on light paper
+_DARKER = 3.0  # darker strokes this many times the lighter (contrast summed): dark ink
 _BALL_CURVE = 0.001  # the slope-following opening's cap: its fall per grid cell squared
 _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
@@ -438,12 +438,13 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
                    config: ReadConfig) -> np.ndarray | None:
     """The ink (the pieces of ``labels`` that are ``seeded``) without the long horizontal
     lines in it (ruled paper, an underline, a form's baseline), or None where it has none.
-    A line is a horizontal run of ink at least ``config.line_length`` times as long as the
-    pieces of ink are tall (0.6 times that if it runs from edge to edge) that reaches past
+    A line is a horizontal run of ink (rows taken ``_SLANT_ROWS`` together, so that a slanted
+    line counts) at least ``config.line_length`` times as long as the pieces of ink are tall
+    (0.6 times that if it runs from edge to edge), thin (``_LINE_THIN``), that reaches past
     the rest of the ink on one side at least, or is nearly all of a piece of ink (touches no
     digit): a 7's bar or the joined bases of "222" never is. (Vertical lines are left: a 1
-    on a tight crop looks like one.) Where a stroke crosses a line, the stroke is kept whole.
-    Raises :class:`BlankImage` when there is nothing but lines."""
+    on a tight crop looks like one.) Where a stroke crosses a line or lies along it, the
+    stroke is kept whole. Raises :class:`BlankImage` when there is nothing but lines."""
     mask = seeded[labels]
     if not mask.any():
         return None
