@@ -450,8 +450,9 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
         return None
     h, w = mask.shape
     areas = np.bincount(labels.ravel(), minlength=len(seeded))[1:] * seeded[1:]
+    pieces = ndimage.find_objects(labels, len(seeded) - 1)
     height = _line_height([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s, a in
-                           zip(ndimage.find_objects(labels), areas, strict=False)
+                           zip(pieces, areas, strict=True)
                            if s is not None and a and a >= config.speck_fraction * areas.max()])
     shortest = config.line_length * height * 0.6
     # the longest horizontal run in any row, from where runs start and end: most images
@@ -481,7 +482,11 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     itself = {i: _line_itself(runs[spans[i - 1]] == i) for i in long}
     inked = np.flatnonzero(mask.any(axis=1))
     long = [i for i in long if itself[i][1] <= _LINE_THIN * (inked[-1] + 1 - inked[0])]
-    rest = np.flatnonzero((mask & ~np.isin(runs, long)).any(axis=0))  # other ink's columns
+    # the writing's columns: ink in no horizontal run, of pieces as tall as digits at least
+    # half (not the dashes a faint line breaks into)
+    tall = np.zeros(len(seeded), bool)
+    tall[1:] = [s is not None and s[0].stop - s[0].start >= 0.5 * height for s in pieces]
+    rest = np.flatnonzero((mask & (runs == 0) & tall[labels]).any(axis=0))
     # A line reaches past the writing on at least one side, as a rule under a number or a
     # ruled page does, or is drawn apart from it, as an underline may be; the joined bases
     # of "222", or of a tight crop of "22", do neither
