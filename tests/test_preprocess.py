@@ -258,6 +258,19 @@ def test_slanted_ruled_lines_are_taken_out(degrees):
     assert all(b[3] - b[1] < 75 for b in boxes), boxes
 
 
+def test_a_line_reaches_past_the_writing_not_past_the_dashes_of_another():
+    # the 1 and the 7 sit on a line; below, a faint line broken into dashes runs past that
+    # line's ends: the dashes are no writing (they kept the line from counting as one)
+    one, seven = ("line", [(150, 115), (150, 178)]), ("line", [(180, 115), (225, 115),
+                                                                (200, 178)])
+    lines = [("line", [(30, 180), (370, 180)]),
+             *[("line", [(x, 260), (x + 16, 260)]) for x in range(2, 392, 22)]]
+    page = np.minimum(drawing(lines, size=(400, 300), width=2, ink=0.2, paper=0.96),
+                      drawing([one, seven], size=(400, 300), width=7))
+    boxes = [p.single.box for p in prepare_number(page)]
+    assert len(boxes) == 2 and boxes[0][0] >= 145 and boxes[1][2] <= 232, boxes
+
+
 def test_a_stroke_lying_along_a_ruled_line_stays_ink():
     # a 6 whose loop sits on a printed line: the stroke's rows above the line joined the
     # line's run and went with it (the loop opened: 8146 read 8141); only the line goes now
