@@ -271,6 +271,18 @@ def test_a_line_reaches_past_the_writing_not_past_the_dashes_of_another():
     assert len(boxes) == 2 and boxes[0][0] >= 145 and boxes[1][2] <= 232, boxes
 
 
+def test_the_dashes_of_a_broken_line_are_not_digits():
+    # a faint printed line above the 1 and the 7 that came out as dashes, each longer than a
+    # digit is tall and a sixth as thick: no line long enough to take out, and read as digits
+    one, seven = ("line", [(150, 115), (150, 178)]), ("line", [(180, 115), (225, 115),
+                                                                (200, 178)])
+    dashes = [("line", [(x, 60), (x + 75, 60)]) for x in (10, 110, 210, 310)]
+    page = np.minimum(drawing(dashes, size=(400, 300), width=3, ink=0.2, paper=0.96),
+                      drawing([one, seven], size=(400, 300), width=7))
+    boxes = [p.single.box for p in prepare_number(page)]
+    assert len(boxes) == 2 and all(b[1] >= 110 for b in boxes), boxes
+
+
 def test_a_stroke_lying_along_a_ruled_line_stays_ink():
     # a 6 whose loop sits on a printed line: the stroke's rows above the line joined the
     # line's run and went with it (the loop opened: 8146 read 8141); only the line goes now

@@ -57,6 +57,7 @@ _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
 _SLANT_ROWS = 5  # rows taken together to find long runs: lines slanted up to about 3 degrees
 _LINE_THIN = 0.25  # a line is at most this share of all the ink's height thick
+_DASH = 0.25  # a piece this much of a digit tall at most, and a digit long, is a dash
 _LINE_ALONE = 0.7  # a long run this much of the piece it is in was drawn apart: a line
 _SHADE_THICK = 3.0  # ink on the border this many times as thick as the strokes is shading
 
@@ -381,12 +382,14 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False,
     keep = areas >= max(config.min_speck_pixels, config.speck_fraction * areas.max(initial=0))
     if not keep.any():
         raise BlankImage("blank image: only specks, no stroke")
+    pieces = ndimage.find_objects(labels, n)
     if not search:  # (a search's darkest-pixel reduction makes small 0s solid: no dots there)
-        for i, piece in enumerate(ndimage.find_objects(labels)):
+        for i, piece in enumerate(pieces):
             if keep[i] and _is_dot(labels[piece] == i + 1):  # dirt, a decimal point
                 keep[i] = False
     if not keep.any():
         raise BlankImage("no digit: only a dot or a smudge")
+    keep &= ~_dashes(pieces, keep)
     lookup = np.zeros(n + 1, np.int32)
     lookup[1:][keep] = np.arange(1, keep.sum() + 1)  # kept pieces renumbered 1..k
     labels = lookup[labels]
@@ -531,6 +534,18 @@ def _line_itself(run: np.ndarray) -> tuple[np.ndarray, int]:
     slope, at = np.polyfit(plain, centre[plain], 1)
     middle = slope * np.arange(run.shape[1]) + at
     return run & (np.abs(rows - middle) <= thick / 2 + 1), thick
+
+
+def _dashes(pieces: list, keep: np.ndarray) -> np.ndarray:
+    """Which of the kept ``pieces`` (their slices) are dashes, not digits: at most
+    ``_DASH`` of a digit tall and at least a digit long, as what is left of a faint ruled line
+    that broke into pieces (or a minus sign). None where every piece is one."""
+    boxes = [(s[1].start, s[0].start, s[1].stop, s[0].stop) if k and s is not None else None
+             for s, k in zip(pieces, keep, strict=True)]
+    height = _line_height([b for b in boxes if b is not None])
+    dash = np.array([b is not None and b[3] - b[1] <= _DASH * height and b[2] - b[0] >= height
+                     for b in boxes], bool)
+    return dash if not dash[keep].all() else np.zeros_like(dash)
 
 
 def _is_dot(piece: np.ndarray) -> bool:
