@@ -281,6 +281,10 @@ def test_the_dashes_of_a_broken_line_are_not_digits():
                       drawing([one, seven], size=(400, 300), width=7))
     boxes = [p.single.box for p in prepare_number(page)]
     assert len(boxes) == 2 and all(b[1] >= 110 for b in boxes), boxes
+    # a 7 whose bar, longer than the 7 is tall, was drawn apart from its stem keeps its bar
+    seven = drawing([("line", [(20, 20), (125, 20)]), ("line", [(118, 30), (70, 110)])],
+                    size=(150, 130), width=9)
+    assert prepare_digit(seven).box[:2] == (20, 16)
 
 
 def test_a_stroke_lying_along_a_ruled_line_stays_ink():

@@ -538,13 +538,21 @@ def _line_itself(run: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _dashes(pieces: list, keep: np.ndarray) -> np.ndarray:
     """Which of the kept ``pieces`` (their slices) are dashes, not digits: at most
-    ``_DASH`` of a digit tall and at least a digit long, as what is left of a faint ruled line
-    that broke into pieces (or a minus sign). None where every piece is one."""
+    ``_DASH`` of a digit tall and at least a digit long, with no other piece under or over
+    it closer than ``_DASH`` of a digit (a 7's bar drawn apart from its stem is that close),
+    as what is left of a faint ruled line that broke into pieces, or a minus sign. None
+    where every piece is one."""
     boxes = [(s[1].start, s[0].start, s[1].stop, s[0].stop) if k and s is not None else None
              for s, k in zip(pieces, keep, strict=True)]
     height = _line_height([b for b in boxes if b is not None])
-    dash = np.array([b is not None and b[3] - b[1] <= _DASH * height and b[2] - b[0] >= height
-                     for b in boxes], bool)
+
+    def apart(b) -> bool:  # no other piece over or under it within _DASH * height
+        return not any(o is not None and o is not b and o[0] < b[2] and b[0] < o[2]
+                       and o[1] < b[3] + _DASH * height and b[1] < o[3] + _DASH * height
+                       for o in boxes)
+
+    dash = np.array([b is not None and b[3] - b[1] <= _DASH * height
+                     and b[2] - b[0] >= height and apart(b) for b in boxes], bool)
     return dash if not dash[keep].all() else np.zeros_like(dash)
 
 
