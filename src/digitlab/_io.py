@@ -1,7 +1,9 @@
-"""Atomic file writes, shared by the cache, run directories and model files."""
+"""Atomic file writes and file digests, shared by the cache, run directories and model
+files."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -27,3 +29,8 @@ def write_atomic(path: str | Path, data: bytes, sync: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -7,7 +7,6 @@ digits as PyTorch and the largest difference in probabilities is reported. Needs
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._io import file_sha256
 from .checkpoint import LoadedModel
 
 __all__ = ["ExportReport", "OnnxBackend", "export_onnx"]
@@ -55,7 +55,7 @@ class OnnxBackend:
     def for_model(cls, loaded: LoadedModel) -> OnnxBackend:
         """Export ``loaded`` to a temporary ONNX file (named by the weights' digest) and
         open it."""
-        digest = hashlib.sha256(loaded.path.read_bytes()).hexdigest()[:16]
+        digest = file_sha256(loaded.path)[:16]
         path = Path(tempfile.gettempdir()) / f"digitlab-{digest}.onnx"
         if not path.exists():
             part = path.with_suffix(f".{id(loaded)}.part")

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ._io import write_atomic
+from ._io import file_sha256, write_atomic
 from .config import ModelConfig
 
 __all__ = ["NPZ_SUFFIX", "NumpyNet", "beside", "export_npz"]
@@ -72,15 +71,11 @@ def export_npz(loaded, path: str | Path, source: str | Path | None = None) -> No
     header = {"model_config": asdict(loaded.config), "meta": loaded.meta,
               "torch": torch.__version__}
     if source is not None:
-        header["source_sha256"] = _sha256(source)
+        header["source_sha256"] = file_sha256(source)
     buffer = io.BytesIO()
     # uncompressed: weights compress by 7% and took 40 ms to (digitnet), 1-2 ms as they are
     np.savez(buffer, __header__=np.array(json.dumps(header)), **state)
     write_atomic(path, buffer.getvalue())
-
-
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def beside(model_file: str | Path) -> NumpyNet | None:
@@ -93,7 +88,7 @@ def beside(model_file: str | Path) -> NumpyNet | None:
         if not (model_file.is_file() and npz.is_file()):
             return None
         net = NumpyNet(npz)
-        return net if net.source_sha256 == _sha256(model_file) else None
+        return net if net.source_sha256 == file_sha256(model_file) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

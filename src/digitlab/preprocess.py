@@ -461,9 +461,7 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     # the longest horizontal run in any row, from where runs start and end: most images
     # have none that long, and are done here. Rows are taken a few together, so that a line
     # drawn or photographed at a slight slant, whose rows each hold a part of it, is looked at
-    together = mask.copy()
-    for k in range(1, _SLANT_ROWS):
-        together[:-k] |= mask[k:]
+    together = _rows_together(mask)
     edges = np.diff(np.pad(together, ((0, 0), (1, 1))).view(np.int8), axis=1)
     starts, ends = np.nonzero(edges == 1)[1], np.nonzero(edges == -1)[1]
     if len(starts) == 0 or (ends - starts).max() < shortest:
@@ -471,10 +469,7 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     run = max(8, round(0.06 * max(h, w)))  # shorter runs are never looked at
     # long runs of the rows taken together, back on the ink of the rows they came from
     opened = ndimage.binary_opening(together, structure=np.ones((1, run), bool))
-    back = opened.copy()
-    for k in range(1, _SLANT_ROWS):
-        back[k:] |= opened[:-k]
-    runs, count = ndimage.label(back & mask, structure=_EIGHT)
+    runs, count = ndimage.label(_rows_together(opened, down=True) & mask, structure=_EIGHT)
     if count > _MAX_GROUPS:  # a hatched or textured surface, not lines to take out
         return None
     spans = ndimage.find_objects(runs)
@@ -516,6 +511,18 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     out = kept | (found & bridged)
     if not out.any():
         raise BlankImage("blank image: only straight lines (ruled paper?), nothing written")
+    return out
+
+
+def _rows_together(mask: np.ndarray, down: bool = False) -> np.ndarray:
+    """Each row of ``mask`` or'ed with the ``_SLANT_ROWS`` - 1 rows below it (``down``: above
+    it, which takes a row taken together back onto the rows it came from)."""
+    out = mask.copy()
+    for k in range(1, _SLANT_ROWS):
+        if down:
+            out[k:] |= mask[:-k]
+        else:
+            out[:-k] |= mask[k:]
     return out
 
 
