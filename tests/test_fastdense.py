@@ -258,3 +258,47 @@ def test_running_loss_shown_during_an_epoch_ends_at_the_epochs_loss():
     for shown, stats, loss in zip(watching.shown, history, losses, strict=True):
         assert len(shown) == 3  # steps 1, 3, 5 of 5
         assert abs(shown[-1] - stats.loss) < 1e-12 and abs(stats.loss - loss) < 1e-12
+
+
+def test_inputs_zero_in_every_training_row_are_left_out_exactly(monkeypatch):
+    """Inputs zero in all training rows are left out of the products and of Adam: their
+    weights stay as they were, bit for bit, the others train as autograd and torch.optim.Adam
+    train the whole network (float64), validation on rows where they are lit uses their
+    weights, and checkpoints keep the whole layout with zero moments for them."""
+    import digitlab.fastdense as fastdense
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((70, 6, 6)), rng.integers(0, 10, 70)
+    x[:, 0, :] = x[:, :, 5] = 0  # 11 of 36 inputs never lit
+    xv, yv = rng.random((20, 6, 6)), rng.integers(0, 10, 20)  # all lit
+    dead = torch.as_tensor((x.reshape(70, -1) == 0).all(0))
+    config = TrainConfig.from_preset("seed-mlp", "digits20", epochs=3, batch_size=16)
+    model = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
+    ours = build_model(ModelConfig("mlp", (6, 6), (9, 7))).double()
+    ours.load_state_dict(model.state_dict())
+    before = ours.net[0].weight.detach().clone()
+    losses = reference(model, x, y, config)
+    sizes, states = [], []
+
+    class Watching(fastdense.DenseNet):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sizes.append(self.sizes[0])
+    monkeypatch.setattr(fastdense, "DenseNet", Watching)
+    result = fit_dense(ours, x, y, config, xv, yv, Quiet(), dtype=torch.float64,
+                       checkpoint=states.append)
+    assert sizes == [(25, 9)]
+    assert np.allclose([h.loss for h in result.history], losses, rtol=0, atol=1e-12)
+    assert (weights(model) - weights(ours)).abs().max().item() < 1e-12
+    after = ours.net[0].weight.detach()
+    assert torch.equal(after[:, dead], before[:, dead])
+    assert (after[:, ~dead] - before[:, ~dead]).abs().max() > 1e-3
+    expected = torch.nn.functional.cross_entropy(model(torch.as_tensor(xv).flatten(1)),
+                                                 torch.as_tensor(yv)).item()
+    assert abs(result.history[-1].val_loss - expected) < 1e-12
+    saved = states[-1]
+    first = torch.cat([after.T, ours.net[0].bias.detach()[None]]).flatten()
+    assert torch.equal(saved["params"][:first.numel()], first)
+    for name in ("m", "v"):
+        moments = saved[name][:first.numel()].view(37, 9)[:-1]
+        assert (moments[dead] == 0).all() and (moments[~dead] != 0).all()
