@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from digitlab.config import PRESETS, ModelConfig, TrainConfig
-from digitlab.fastdense import _MASKED, DenseNet, can_train, fit_dense, onednn_linear
+from digitlab.fastdense import (
+    _MASKED,
+    DenseNet,
+    can_train,
+    checked_onednn,
+    fit_dense,
+    onednn_linear,
+)
 from digitlab.models import build_model
 
 
@@ -82,16 +89,16 @@ def test_forward_and_gradients_match_autograd():
     assert (net.G[-1][:, 10:] == 0).all()  # the padding's gradient is exactly zero
 
 
-@pytest.mark.skipif(onednn_linear() is None, reason="no oneDNN products here (not AMD "
-                    "x86-64, or a build without oneDNN)")
+@pytest.mark.skipif(checked_onednn() is None, reason="a build without oneDNN")
 def test_onednn_products_give_what_mm_gives():
-    """In float32 the large products go to oneDNN: here the first layer's forward (33x785x128
-    multiply-adds) and the second layer's forward and input gradient (33x129x512); logits
-    and gradients match the torch.mm path's to float32 rounding (and are not its bits)."""
+    """In float32 the large products go to oneDNN where it is chosen (Zen 5): here the first
+    layer's forward (33x785x128 multiply-adds) and the second layer's forward and input
+    gradient (33x129x512); logits and gradients match the torch.mm path's to float32
+    rounding (and are not its bits)."""
     torch.manual_seed(2)
     model = build_model(ModelConfig("mlp", (28, 28), (128, 512)))
     fast, plain = DenseNet(model), DenseNet(model)
-    plain._linear = None
+    fast._linear, plain._linear = checked_onednn(), None
     assert [fast._onednn(33, s) for s in fast.sizes] == [True, True, False]
     x = fast.inputs(33)
     x[:, :-1] = torch.rand(33, 784)
@@ -107,28 +114,34 @@ def test_the_onednn_probe_leaves_the_random_stream_alone():
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    onednn_linear.__wrapped__()
+    checked_onednn()
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_onednn_only_on_amd_x86_64(monkeypatch):
+def test_onednn_only_on_amd_family_26_and_later(monkeypatch):
     import digitlab.fastdense as fastdense
 
     monkeypatch.setattr(fastdense.platform, "machine", lambda: "arm64")
-    assert not fastdense._amd_x86_64() and fastdense.onednn_linear.__wrapped__() is None
-    monkeypatch.setattr(fastdense, "_amd_x86_64", lambda: False)  # Intel, say
-    assert fastdense.onednn_linear.__wrapped__() is None
-    monkeypatch.setattr(fastdense, "_amd_x86_64", lambda: True)
+    assert fastdense._amd_family() is None and onednn_linear.__wrapped__() is None
+    for family, chosen in ((None, False), (23, False), (25, False), (26, True), (27, True)):
+        monkeypatch.setattr(fastdense, "_amd_family", lambda f=family: f)
+        assert (onednn_linear.__wrapped__() is not None) is (chosen and checked_onednn()
+                                                              is not None), family
     monkeypatch.setattr(fastdense.torch.backends.mkldnn, "is_available", lambda: False)
-    assert fastdense.onednn_linear.__wrapped__() is None
+    assert checked_onednn() is None and onednn_linear.__wrapped__() is None
 
 
-@pytest.mark.parametrize("cpuinfo, amd", [
-    ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n", True),
-    ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n", False),
-    (None, False),  # no /proc/cpuinfo (not Linux)
+AMD_ZEN5 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+
+
+@pytest.mark.parametrize("cpuinfo, family", [
+    (AMD_ZEN5 + "\n" + AMD_ZEN5.replace(": 0", ": 1"), 26),
+    ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n", 25),
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n", None),
+    ("processor\t: 0\nvendor_id\t: AuthenticAMD\n", None),  # no family line
+    (None, None),  # no /proc/cpuinfo (not Linux)
 ])
-def test_the_processor_vendor_is_read_from_cpuinfo(monkeypatch, cpuinfo, amd):
+def test_the_amd_family_is_read_from_cpuinfo(monkeypatch, cpuinfo, family):
     import io
 
     import digitlab.fastdense as fastdense
@@ -141,7 +154,7 @@ def test_the_processor_vendor_is_read_from_cpuinfo(monkeypatch, cpuinfo, amd):
 
     monkeypatch.setattr(fastdense.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(fastdense, "open", fake_open, raising=False)
-    assert fastdense._amd_x86_64() is amd
+    assert fastdense._amd_family() == family
 
 
 def test_the_output_padding_never_moves(monkeypatch):

@@ -43,34 +43,50 @@ _CHUNK_ROWS = 4096  # 8-bit rows made into floats at a time: 13 MB for MNIST, re
 OUT_ALIGN = 16
 _MASKED = -2.0 ** 100  # exact in float32 and float64
 # Products of at least this many multiply-adds go to oneDNN (see onednn_linear); smaller ones
-# start faster through torch.mm. Measured here with batch 32: 785x128 and 257x512 weights
-# 25-40% faster through oneDNN, 129x256 15% slower, the smaller ones up to 2.5 times slower.
+# start faster through torch.mm. Measured on a Zen 5 with batch 32: 785x128 and 257x512
+# weights 25-40% faster through oneDNN, 129x256 15% slower, the smaller ones up to 2.5 times
+# slower.
 _ONEDNN_MIN_MACS = 2 ** 21
+# AMD's first processor family whose AVX-512 units are a full 512 bits wide (Zen 5). Zen 4
+# (family 25) runs AVX-512 as two 256-bit halves: there oneDNN's products were no faster than
+# MKL's, and the seed-mlp and seed-wide training steps 5-10% slower through oneDNN.
+_ONEDNN_FAMILY = 26
 
 
-def _amd_x86_64() -> bool:
-    """Whether this is an AMD x86-64 processor (Linux's /proc/cpuinfo says; False elsewhere)."""
+def _amd_family() -> int | None:
+    """The processor family of an AMD x86-64 processor (Linux's /proc/cpuinfo says; None for
+    other processors and where there is no /proc/cpuinfo)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+        return None
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            return any(line.startswith("vendor_id") and "AuthenticAMD" in line
-                       for line in info)
+            first = info.read().split("\n\n", 1)[0]  # the first processor's lines
     except OSError:
-        return False
+        return None
+    fields = {key.strip(): value.strip() for key, value in
+              (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    if fields.get("vendor_id") != "AuthenticAMD":
+        return None
+    family = fields.get("cpu family", "")
+    return int(family) if family.isdigit() else None
 
 
 @functools.cache
 def onednn_linear():
     """oneDNN's float32 product ``linear(a, w, None, "none", [], "")`` = a @ w.T, the kernel
-    PyTorch's own compiler calls for linear layers on a CPU, on AMD x86-64 processors; None
-    elsewhere, where this build lacks it, or where it does not give what ``torch.mm`` gives.
+    PyTorch's own compiler calls for linear layers on a CPU, on AMD processors of family 26
+    (Zen 5) and later; None elsewhere (:func:`checked_onednn` says why else).
     torch.mm goes to MKL, which runs 256-bit code on AMD processors; oneDNN picks its kernels
     by instruction set, AVX-512 where there is one (450 against 200 GFLOP/s for 1024x1024
-    products here). On Intel processors MKL runs its AVX-512 code too, and elsewhere torch.mm
-    has other libraries: not measured against oneDNN, so left as they are."""
-    if not _amd_x86_64():
-        return None
+    products on a Zen 5). On Intel processors MKL runs its AVX-512 code too, and elsewhere
+    torch.mm has other libraries: not measured against oneDNN, so left as they are."""
+    family = _amd_family()
+    return checked_onednn() if family is not None and family >= _ONEDNN_FAMILY else None
+
+
+def checked_onednn():
+    """oneDNN's product (see :func:`onednn_linear`) where this build has it and it gives what
+    ``torch.mm`` gives on a small probe; None otherwise."""
     try:
         if not torch.backends.mkldnn.is_available():
             return None
