@@ -124,7 +124,20 @@ class FastNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x.unsqueeze(1))  # (B, 32, 7, 7)
+        if self.training and x.requires_grad and _channels_last_only(x):
+            # Flatten hands its gradient back in (channel, row, column) order; against the
+            # channels-last output of the ReLU before it, the ReLU's backward took 2.2-2.4 ms
+            # a step here instead of 0.1: the gradient is laid out as the output is first
+            x.register_hook(_as_channels_last)
         return self.classifier(x)  # (B, 10)
+
+
+def _channels_last_only(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _as_channels_last(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
 
 
 _ARCHS = {"mlp": MLP, "cnn": KerasCNN, "digitnet": DigitNet, "fastnet": FastNet}
