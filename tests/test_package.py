@@ -61,3 +61,19 @@ def test_wheel_installs_into_a_fresh_environment(tmp_path):
     listed = subprocess.run([str(env / "bin" / "digitlab"), "data", "list"],
                             capture_output=True, text=True, cwd=tmp_path)
     assert listed.returncode == 0 and str(fresh_site) in listed.stdout
+
+
+def test_pytorch_is_imported_with_short_openmp_spinning_unless_the_environment_says():
+    """The CLI's PyTorch import sets libgomp's GOMP_SPINCOUNT (read when PyTorch loads it) to
+    digitlab's default, and leaves a value the user set alone."""
+    import os
+    code = ("import os; from digitlab._cli_commands import _import_torch, _GOMP_SPINCOUNT; "
+            "_import_torch(); import torch; "
+            "print(os.environ['GOMP_SPINCOUNT'], _GOMP_SPINCOUNT)")
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    for given in (None, "123"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env if given is None else {**env, "GOMP_SPINCOUNT": given},
+                              check=True)
+        value, default = done.stdout.split()
+        assert value == (default if given is None else given)
