@@ -145,8 +145,10 @@ class DenseNet:
         self.W, self.G = self._views(self.params), self._views(self.grads)
         self._W_t = [W[:-1].T for W in self.W[1:]]  # for the backward products dz @ W^T
         with torch.no_grad():
-            # the first layer's (in + 1, out) block for all of the model's inputs
-            self._frozen = torch.cat([linears[0].weight.T, linears[0].bias[None]]).to(dtype)
+            # the first layer's (in + 1, out) block for all of the model's inputs, whose
+            # frozen rows first_block fills in (none to fill when every input is kept)
+            self._frozen = None if kept is None else torch.cat(
+                [linears[0].weight.T, linears[0].bias[None]]).to(dtype)
             for W, m in zip(self.W, linears, strict=True):
                 weight = m.weight if W is not self.W[0] or kept is None else m.weight[:, kept]
                 W[:-1, :m.out_features].copy_(weight.T)
