@@ -98,29 +98,31 @@ def test_unknown_architecture():
         build_model(ModelConfig("rnn", (28, 28)))
 
 
-def test_fastnet_hands_its_relu_a_channels_last_gradient(monkeypatch):
-    """In channels-last training, the gradient flatten hands back is laid out channels-last
-    before the last ReLU's backward (mixed layouts cost it 20x); the gradients are the same
-    as a channels-first copy's. Not in eval mode, not for a channels-first network."""
+def test_fastnet_reads_channels_last_features_in_place():
+    """A channels-last fastnet feeds its classifier the features in their own order (no
+    flatten copy), so the gradient reaching its last ReLU is channels-last too (mixed layouts
+    cost that ReLU's backward 20x); outputs and gradients are a channels-first copy's, in
+    training and in eval mode."""
     import copy
-
-    import digitlab.models as models
-    original, seen = models._as_channels_last, []
-
-    def watching(grad):
-        out = original(grad)
-        seen.append((grad.is_contiguous(), out.is_contiguous(memory_format=torch.channels_last)))
-        return out
-    monkeypatch.setattr(models, "_as_channels_last", watching)
     torch.manual_seed(0)
     plain = build_model(PRESETS["fastnet"].model_config((28, 28)))
     last = copy.deepcopy(plain).to(memory_format=torch.channels_last)
     x, y = torch.rand(8, 28, 28), torch.randint(0, 10, (8,))
+    layouts = []
+
+    def watch(module, inputs, out):
+        out.register_hook(lambda g: layouts.append(
+            (g.is_contiguous(), g.is_contiguous(memory_format=torch.channels_last))))
+    outputs = []
     for net in (plain, last):
-        torch.nn.functional.cross_entropy(net(x), y).backward()
-    assert seen == [(True, True)]  # once, for the channels-last network, and made so
+        hook = net.features.register_forward_hook(watch)
+        outputs.append(net(x))
+        torch.nn.functional.cross_entropy(outputs[-1], y).backward()
+        hook.remove()
+    assert layouts == [(True, False), (False, True)]
+    assert torch.allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
     for a, b in zip(plain.parameters(), last.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6)
-    last.eval()
-    torch.nn.functional.cross_entropy(last(x), y).backward()
-    assert len(seen) == 1
+    plain.eval(), last.eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(x), last(x), rtol=1e-5, atol=1e-6)

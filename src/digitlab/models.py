@@ -124,11 +124,8 @@ class FastNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x.unsqueeze(1))  # (B, 32, 7, 7)
-        if self.training and x.requires_grad and _channels_last_only(x):
-            # Flatten hands its gradient back in (channel, row, column) order; against the
-            # channels-last output of the ReLU before it, the ReLU's backward took 2.2-2.4 ms
-            # a step here instead of 0.1: the gradient is laid out as the output is first
-            x.register_hook(_as_channels_last)
+        if _channels_last_only(x):
+            return _linear_channels_last(x, self.classifier[1])
         return self.classifier(x)  # (B, 10)
 
 
@@ -136,8 +133,15 @@ def _channels_last_only(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _as_channels_last(grad: torch.Tensor) -> torch.Tensor:
-    return grad.contiguous(memory_format=torch.channels_last)
+def _linear_channels_last(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """``linear(flatten(x))`` for channels-last ``x`` (B, C, H, W), without copying it: x is
+    read in its own (row, column, channel) order, and the weights' columns are put in that
+    order instead (a copy of 16k numbers). Flatten copied x into (channel, row, column)
+    order and handed back a gradient in that order, against which the channels-last ReLU
+    before it took 2.2-2.4 ms a step here instead of 0.1."""
+    b, c, h, w = x.shape
+    weight = linear.weight.view(-1, c, h, w).permute(0, 2, 3, 1).reshape(-1, h * w * c)
+    return nn.functional.linear(x.permute(0, 2, 3, 1).reshape(b, -1), weight, linear.bias)
 
 
 _ARCHS = {"mlp": MLP, "cnn": KerasCNN, "digitnet": DigitNet, "fastnet": FastNet}
