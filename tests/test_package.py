@@ -1,11 +1,15 @@
 """The package as users get it: a built wheel in a fresh environment, lazy imports, docs."""
 
 import doctest
+import os
+import re
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+
+import pytest
 
 import digitlab
 
@@ -63,17 +67,36 @@ def test_wheel_installs_into_a_fresh_environment(tmp_path):
     assert listed.returncode == 0 and str(fresh_site) in listed.stdout
 
 
-def test_pytorch_is_imported_with_short_openmp_spinning_unless_the_environment_says():
-    """The CLI's PyTorch import sets libgomp's GOMP_SPINCOUNT (read when PyTorch loads it) to
-    digitlab's default, and leaves a value the user set alone."""
-    import os
-    code = ("import os; from digitlab._cli_commands import _import_torch, _GOMP_SPINCOUNT; "
-            "_import_torch(); import torch; "
-            "print(os.environ['GOMP_SPINCOUNT'], _GOMP_SPINCOUNT)")
-    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
-    for given in (None, "123"):
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="libgomp's settings, on Linux with at least 2 cores")
+@pytest.mark.parametrize("training", [False, True])
+def test_a_training_process_imports_pytorch_with_its_openmp_settings(training):
+    """For training, libgomp reads digitlab's GOMP_SPINCOUNT and OMP_PROC_BIND as PyTorch loads
+    it (what it prints with OMP_DISPLAY_ENV) and binds the main thread to one core; the
+    variables leave the environment again, and a value the user set is kept. Other commands
+    leave libgomp's defaults."""
+    code = ("import os, sys; from digitlab._cli_commands import _import_torch; "
+            f"_import_torch(training={training}); import torch; torch.ones(64, 64).sum(); "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_PROC_BIND'), "
+            "len(os.sched_getaffinity(0)))")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_PROC_BIND")}
+    env["OMP_DISPLAY_ENV"] = "verbose"
+    for given in ({}, {"GOMP_SPINCOUNT": "123", "OMP_PROC_BIND": "false"}):
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env if given is None else {**env, "GOMP_SPINCOUNT": given},
-                              check=True)
-        value, default = done.stdout.split()
-        assert value == (default if given is None else given)
+                              env={**env, **given}, check=True)
+        if "OPENMP DISPLAY ENVIRONMENT" not in done.stderr:
+            pytest.skip("this PyTorch does not use GNU libgomp")
+        read = dict(re.findall(r"^\s*(GOMP_SPINCOUNT|OMP_PROC_BIND) = '(\w+)'", done.stderr,
+                               re.MULTILINE))
+        spin, bind, cores = done.stdout.split()
+        if given:
+            assert read == {"GOMP_SPINCOUNT": "123", "OMP_PROC_BIND": "FALSE"}
+            assert (spin, bind) == ("123", "false")
+            assert int(cores) >= 2
+        elif training:
+            assert read == {"GOMP_SPINCOUNT": "10000", "OMP_PROC_BIND": "TRUE"}
+            assert (spin, bind) == ("None", "None")  # not handed on to child processes
+            assert cores == "1"
+        else:
+            assert read["OMP_PROC_BIND"] == "FALSE" and read["GOMP_SPINCOUNT"] != "10000"
+            assert int(cores) >= 2

@@ -38,30 +38,42 @@ class UsageError(CLIError):
     """Arguments that do not make a valid command: exit status 2, as argparse's own."""
 
 
-# How long PyTorch's OpenMP threads (GNU libgomp) spin waiting for the next parallel region
-# before they sleep, unless the environment says: libgomp's default, 300,000 spins, keeps both
-# threads of a 2-core machine busy between the many small products of a training step, and
-# when other processes want the cores too, the spinning thread takes the time slice the
-# working one needs. With 10,000 (seed-wide's steps, one other busy process on this 2-core
-# machine): 3.7-4.5 s an epoch's steps -> 1.1 s; alone, 1.13 -> 1.06 s.
-_GOMP_SPINCOUNT = "10000"
+# GNU libgomp's settings for a training process's OpenMP threads (PyTorch's, on Linux), unless
+# the environment sets them; libgomp reads them once, as PyTorch loads it.
+# - GOMP_SPINCOUNT: how long a thread spins waiting for the next parallel region before it
+#   sleeps. libgomp's 300,000 keeps both threads of a 2-core machine busy between the many
+#   small products of a training step, and when another process wants the cores, the spinning
+#   thread takes the time slice the working one needs: seed-wide's steps, one other busy
+#   process on this 2-core machine, 3.7-4.5 s an epoch -> 1.1 s (alone 1.13 -> 1.06 s).
+# - OMP_PROC_BIND: each thread stays on its own core. Unbound, two trainings at once on the
+#   2 cores (or a training and any other 2-thread OpenMP process) fell into a state where a
+#   process's two threads share a core and every parallel region waits for a time slice:
+#   fastnet steps of 2 s instead of 25-35 ms, in 8 of 8 tries with the spin count above and 2
+#   of 6 with libgomp's own; bound, 0 of 11.
+_OPENMP_TRAINING = {"GOMP_SPINCOUNT": "10000", "OMP_PROC_BIND": "true"}
 
 
-def _import_torch() -> None:
+def _import_torch(training: bool = False) -> None:
     """Import PyTorch with the cyclic garbage collector paused, then freeze what exists: the
     ~100k objects the import makes all live on, so collecting during the import finds nothing
     to free, and a frozen object is never walked by a later collection (reference counting
     still frees it). Commands call this before their first import of a module that needs
-    PyTorch. libgomp reads its settings when PyTorch loads it: see ``_GOMP_SPINCOUNT``."""
+    PyTorch. A process that trains on several threads (``training``) imports it with
+    :data:`_OPENMP_TRAINING`; they are taken out of the environment again afterwards, so child
+    processes (a Ray worker, npm) start with the environment the user gave."""
     if "torch" in sys.modules or not gc.isenabled():
         return
-    os.environ.setdefault("GOMP_SPINCOUNT", _GOMP_SPINCOUNT)
+    added = {k: v for k, v in _OPENMP_TRAINING.items() if k not in os.environ} if (
+        training and sys.platform.startswith("linux")) else {}
+    os.environ.update(added)
     gc.disable()
     try:
         import torch  # noqa: F401
     finally:
         gc.freeze()
         gc.enable()
+        for key in added:
+            del os.environ[key]
 
 
 # -- the environment, read at the edge --------------------------------------------------------
@@ -159,11 +171,13 @@ def cmd_train(args) -> int:
         raise CLIError(f"{args.out} already holds a run; choose another --out")
     if args.engine != "local" and args.ensemble <= 1:
         raise UsageError("--engine goes with --ensemble K (members trained in parallel)")
-    gpu = _device(args.device) if args.device in ("cuda", "mps") else None
+    # OpenMP's training settings for a process that trains here on more than one thread
+    training = args.engine == "local" and args.threads != 1
+    gpu = _device(args.device, training) if args.device in ("cuda", "mps") else None
     # Reading and checking the data (file reads and checksums, which release the GIL) goes on
     # while PyTorch imports (about 1 s): MNIST's 0.2-0.25 s is hidden.
     loaded = _in_background(_load, config.dataset, args)
-    config = replace(config, device=gpu or _device(args.device))
+    config = replace(config, device=gpu or _device(args.device, training))
     from .runs import new_run_dir, train_and_evaluate
     data = loaded()
     if args.ensemble > 1:
@@ -187,7 +201,7 @@ def _resume(args) -> int:
     if given:
         raise UsageError("--resume continues a run with its own settings: drop "
                          + ", ".join(given))
-    _import_torch()
+    _import_torch(training=args.threads != 1)
     from .runs import resume_config, resume_run
     config, _ = resume_config(args.resume)
     data = _load(config.dataset, args)
@@ -198,8 +212,8 @@ def _resume(args) -> int:
     return _trained(result, data, Path(args.resume), config, args)
 
 
-def _device(name: str) -> str:
-    _import_torch()
+def _device(name: str, training: bool = False) -> str:
+    _import_torch(training)
     from .train import resolve_device
     try:
         return resolve_device(name)
