@@ -48,8 +48,10 @@ class UsageError(CLIError):
 # - OMP_PROC_BIND: each thread stays on its own core. Unbound, two trainings at once on the
 #   2 cores (or a training and any other 2-thread OpenMP process) fell into a state where a
 #   process's two threads share a core and every parallel region waits for a time slice:
-#   fastnet steps of 2 s instead of 25-35 ms, in 8 of 8 tries with the spin count above and 2
-#   of 6 with libgomp's own; bound, 0 of 11.
+#   fastnet steps of 2 s instead of 25-40 ms, in 8 of 8 tries with the spin count above and 2
+#   of 6 with libgomp's own; bound, 0 of 7. The main thread stays bound to the first core
+#   (threads it starts later inherit it): freed after the import, seed-wide's steps beside a
+#   busy process took 2.2-2.7 s an epoch against 1.0-1.2.
 _OPENMP_TRAINING = {"GOMP_SPINCOUNT": "10000", "OMP_PROC_BIND": "true"}
 
 
