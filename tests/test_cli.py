@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,6 +218,24 @@ def test_no_plots_never_imports_matplotlib(tmp_path, home):
                           env={**os.environ, **home})
     assert done.stdout.strip().splitlines()[-1] == "0 False", done.stderr
     assert not (tmp_path / "run" / "plots").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GNU libgomp, on Linux")
+def test_train_binds_openmp_threads_unless_it_trains_on_one(tmp_path, home):
+    """`train` loads PyTorch's OpenMP with its training settings (what libgomp prints with
+    OMP_DISPLAY_ENV); with --threads 1 it keeps libgomp's defaults."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_PROC_BIND")}
+    read = []
+    for extra in ([], ["--threads", "1"]):
+        done = subprocess.run([str(BIN), "train", "--model", "seed-20x20", "--epochs", "1",
+                               "--no-plots", "--out", str(tmp_path / f"run{len(read)}"), *extra],
+                              capture_output=True, text=True, timeout=120,
+                              env={**env, **home, "OMP_DISPLAY_ENV": "verbose"})
+        assert done.returncode == 0, done.stderr
+        if "OPENMP DISPLAY ENVIRONMENT" not in done.stderr:
+            pytest.skip("this PyTorch does not use GNU libgomp")
+        read.append(re.search(r"OMP_PROC_BIND = '(\w+)'", done.stderr).group(1))
+    assert read == ["TRUE", "FALSE"]
 
 
 def test_pytorch_imports_with_the_collector_paused():

@@ -123,6 +123,7 @@ def test_fastnet_reads_channels_last_features_in_place():
     assert torch.allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
     for a, b in zip(plain.parameters(), last.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6)
-    plain.eval(), last.eval()
+    plain.eval()
+    last.eval()
     with torch.no_grad():
         assert torch.allclose(plain(x), last(x), rtol=1e-5, atol=1e-6)

@@ -75,7 +75,7 @@ def test_a_training_process_imports_pytorch_with_its_openmp_settings(training):
     it (what it prints with OMP_DISPLAY_ENV) and binds the main thread to one core; the
     variables leave the environment again, and a value the user set is kept. Other commands
     leave libgomp's defaults."""
-    code = ("import os, sys; from digitlab._cli_commands import _import_torch; "
+    code = ("import os; from digitlab._cli_commands import _import_torch; "
             f"_import_torch(training={training}); import torch; torch.ones(64, 64).sum(); "
             "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_PROC_BIND'), "
             "len(os.sched_getaffinity(0)))")

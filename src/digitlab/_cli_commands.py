@@ -175,11 +175,15 @@ def cmd_train(args) -> int:
         raise UsageError("--engine goes with --ensemble K (members trained in parallel)")
     # OpenMP's training settings for a process that trains here on more than one thread
     training = args.engine == "local" and args.threads != 1
-    gpu = _device(args.device, training) if args.device in ("cuda", "mps") else None
+    gpu = None
+    if args.device in ("cuda", "mps"):
+        _import_torch(training)
+        gpu = _device(args.device)
     # Reading and checking the data (file reads and checksums, which release the GIL) goes on
     # while PyTorch imports (about 1 s): MNIST's 0.2-0.25 s is hidden.
     loaded = _in_background(_load, config.dataset, args)
-    config = replace(config, device=gpu or _device(args.device, training))
+    _import_torch(training)
+    config = replace(config, device=gpu or _device(args.device))
     from .runs import new_run_dir, train_and_evaluate
     data = loaded()
     if args.ensemble > 1:
@@ -214,8 +218,8 @@ def _resume(args) -> int:
     return _trained(result, data, Path(args.resume), config, args)
 
 
-def _device(name: str, training: bool = False) -> str:
-    _import_torch(training)
+def _device(name: str) -> str:
+    _import_torch()
     from .train import resolve_device
     try:
         return resolve_device(name)
