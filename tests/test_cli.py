@@ -223,19 +223,29 @@ def test_no_plots_never_imports_matplotlib(tmp_path, home):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GNU libgomp, on Linux")
 def test_train_binds_openmp_threads_unless_it_trains_on_one(tmp_path, home):
     """`train` loads PyTorch's OpenMP with its training settings (what libgomp prints with
-    OMP_DISPLAY_ENV); with --threads 1 it keeps libgomp's defaults."""
+    OMP_DISPLAY_ENV); with --threads 1 it keeps libgomp's defaults. `--resume` goes by the
+    run's own thread count (and refuses --threads: the run keeps its settings)."""
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_PROC_BIND")}
-    read = []
-    for extra in ([], ["--threads", "1"]):
-        done = subprocess.run([str(BIN), "train", "--model", "seed-20x20", "--epochs", "1",
-                               "--no-plots", "--out", str(tmp_path / f"run{len(read)}"), *extra],
-                              capture_output=True, text=True, timeout=120,
-                              env={**env, **home, "OMP_DISPLAY_ENV": "verbose"})
-        assert done.returncode == 0, done.stderr
+    env = {**env, **home, "OMP_DISPLAY_ENV": "verbose"}
+
+    def proc_bind(*argv: str, returncode: int = 0) -> str:
+        done = subprocess.run([str(BIN), *argv], capture_output=True, text=True, timeout=120,
+                              env=env)
+        assert done.returncode == returncode, done.stderr
         if "OPENMP DISPLAY ENVIRONMENT" not in done.stderr:
             pytest.skip("this PyTorch does not use GNU libgomp")
-        read.append(re.search(r"OMP_PROC_BIND = '(\w+)'", done.stderr).group(1))
+        return re.search(r"OMP_PROC_BIND = '(\w+)'", done.stderr).group(1)
+
+    runs = [tmp_path / "default", tmp_path / "one"]
+    read = [proc_bind("train", "--model", "seed-20x20", "--epochs", "1", "--no-plots",
+                      "--out", str(run_dir), *extra)
+            for run_dir, extra in zip(runs, ([], ["--threads", "1"]), strict=True)]
     assert read == ["TRUE", "FALSE"]
+    # resuming a finished run fails after loading PyTorch, as the run's settings would train
+    assert [proc_bind("train", "--resume", str(run_dir), returncode=1)
+            for run_dir in runs] == read
+    _one_line_error(run("train", "--resume", str(runs[1]), "--threads", "2", "--device", "cpu",
+                        env=home), 2, "drop --device, --threads")
 
 
 def test_pytorch_imports_with_the_collector_paused():

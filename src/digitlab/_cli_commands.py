@@ -202,14 +202,15 @@ def cmd_train(args) -> int:
 
 def _resume(args) -> int:
     given = _given(args, model=None, recipe=None, dataset=None, epochs=None, batch_size=None,
-                   lr=None, seed=None, holdout=None, out=None, ensemble=1, engine="local",
-                   address=None)
+                   lr=None, seed=None, holdout=None, out=None, device="auto", threads=None,
+                   ensemble=1, engine="local", address=None)
     if given:
         raise UsageError("--resume continues a run with its own settings: drop "
                          + ", ".join(given))
-    _import_torch(training=args.threads != 1)
-    from .runs import resume_config, resume_run
+    from .runlist import resume_config
     config, _ = resume_config(args.resume)
+    _import_torch(training=config.threads != 1)
+    from .runs import resume_run
     data = _load(config.dataset, args)
     print(f"resuming {args.resume}: {config.preset} on {data.name}, "
           f"{_count(config.epochs, 'epoch')}")

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ENSEMBLE_FILE, MODEL_FILE
+from .config import ENSEMBLE_FILE, MODEL_FILE, ModelConfig, TrainConfig
 
-__all__ = ["RunSummary", "list_runs", "model_file", "read_json"]
+__all__ = ["RunSummary", "list_runs", "model_file", "read_json", "resume_config"]
 
 
 def model_file(run: str | Path) -> Path:
@@ -26,6 +26,18 @@ def read_json(path: str | Path) -> dict:
         why = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else (
             "not text")
         raise ValueError(f"{path} is damaged (not JSON: {why})") from None
+
+
+def resume_config(run_dir: str | Path) -> tuple[TrainConfig, ModelConfig]:
+    """The TrainConfig and ModelConfig a run was started with (its config.json)."""
+    try:
+        saved = read_json(Path(run_dir) / "config.json")
+        model = saved["model"]
+        return TrainConfig(**saved["train"]), ModelConfig(
+            **{**model, "input_shape": tuple(model["input_shape"]),
+               "hidden": tuple(model["hidden"])})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{run_dir} is not a run directory I can resume ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,12 @@ import torch
 from . import __version__
 from ._io import write_atomic
 from .checkpoint import LoadedModel, save_model
-from .config import MODEL_FILE, PRESETS, ModelConfig, TrainConfig
+from .config import MODEL_FILE, PRESETS, TrainConfig
 from .data import Dataset
 from .evaluate import Metrics, evaluate
 from .models import build_model
 from .npinfer import NPZ_SUFFIX, export_npz
-from .runlist import RunSummary, list_runs, model_file, read_json
+from .runlist import RunSummary, list_runs, model_file, read_json, resume_config
 from .train import EpochStats, fit, split_validation
 
 __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "RunResult", "RunSummary", "list_runs",
@@ -222,18 +222,6 @@ def resume_run(run_dir: str | Path, data: Dataset, observer=None) -> RunResult:
     result = fit(model, x_train, y_train, config, x_val, y_val, observer, resume=state,
                  checkpoint=checkpointer)
     return _finish(run_dir, config, model_config, data, result, checkpointer)
-
-
-def resume_config(run_dir: str | Path):
-    """The TrainConfig and ModelConfig a run was started with (its config.json)."""
-    try:
-        saved = read_json(Path(run_dir) / "config.json")
-        model = saved["model"]
-        return TrainConfig(**saved["train"]), ModelConfig(
-            **{**model, "input_shape": tuple(model["input_shape"]),
-               "hidden": tuple(model["hidden"])})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{run_dir} is not a run directory I can resume ({exc})") from None
 
 
 def read_history(run_dir: str | Path) -> list[EpochStats]:
