@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -113,3 +114,50 @@ def test_a_runs_numpy_copy_is_used_only_while_it_matches_the_model_file(tmp_path
         Recognizer.load(run, engine="numpy")
     npz.write_bytes(b"not an npz")
     assert beside(model) is None
+
+
+
+class _FakeBlas:
+    """A BLAS library's thread setting as threadpoolctl shows it: one per process."""
+
+    def __init__(self, threads: int):
+        self.num_threads = threads
+
+    def set_num_threads(self, threads: int) -> None:
+        self.num_threads = threads
+
+
+def test_overlapping_single_images_give_back_the_blas_threads(monkeypatch):
+    """Two threads in one-image inference at once (the service's compute threads), the first
+    in leaving first: BLAS stays on one thread while the second is inside, and gets its
+    thread counts back when both are out (each restoring what it found left one for good)."""
+    from digitlab import npinfer
+    libraries = [_FakeBlas(2), _FakeBlas(4)]
+    monkeypatch.setattr(npinfer, "_blas_libraries", lambda: libraries)
+    one = npinfer._OneBlasThread()
+    first_in, second_in, first_out = (threading.Event() for _ in range(3))
+    seen = []
+
+    def first():
+        with one:
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with one:
+            second_in.set()
+            first_out.wait(10)
+            seen.append([lib.num_threads for lib in libraries])
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == [[1, 1]], "one thread while the second is still inside"
+    assert [lib.num_threads for lib in libraries] == [2, 4]
+    with one:  # and again, alone
+        assert [lib.num_threads for lib in libraries] == [1, 1]
+    assert [lib.num_threads for lib in libraries] == [2, 4]

@@ -13,10 +13,10 @@ agree. The bundled model has one, and every run keeps one beside its model file,
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +42,40 @@ def _blas_libraries() -> list:
     return ThreadpoolController().select(user_api="blas").lib_controllers
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
+class _OneBlasThread:
     """BLAS on one thread inside: a single image's products are too small to share, and
     waking a second thread for each cost more than it gave (digitnet, one image: 0.72-0.77
-    ms with 2 threads, 0.48-0.51 ms with one). The setting is the process's: other threads'
-    products run on one thread meanwhile too (slower, never wrong)."""
-    libraries = _blas_libraries()
-    before = [lib.num_threads for lib in libraries]
-    for lib in libraries:
-        lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, threads in zip(libraries, before, strict=True):
-            lib.set_num_threads(threads)
+    ms with 2 threads, 0.48-0.51 ms with one). The setting is the process's, so threads that
+    are inside at once share one: the first in saves the thread counts, the last out restores
+    them (each restoring its own would leave one thread for good after two overlapped). Other
+    threads' products run on one thread meanwhile too (slower, never wrong). NumPy's OpenBLAS
+    (0.3.31 here) does not always take the setting from a thread other than the main one (never
+    once the main thread has made it; at times after two threads overlapped): then a service's
+    compute threads run on the count OpenBLAS kept (slower or faster, never wrong)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._before: list[int] = []
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._inside:
+                libraries = _blas_libraries()
+                self._before = [lib.num_threads for lib in libraries]
+                for lib in libraries:
+                    lib.set_num_threads(1)
+            self._inside += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._inside -= 1
+            if not self._inside:
+                for lib, threads in zip(_blas_libraries(), self._before, strict=True):
+                    lib.set_num_threads(threads)
+
+
+_one_blas_thread = _OneBlasThread()
 
 
 def export_npz(loaded, path: str | Path, source: str | Path | None = None) -> None:
@@ -210,7 +229,7 @@ class NumpyNet:
         if self.arch == "mlp":
             return self._mlp(x)
         if len(x) == 1:
-            with _one_blas_thread():
+            with _one_blas_thread:
                 return self._convnet(x)
         return np.concatenate([self._convnet(x[i:i + _CONV_CHUNK])
                                for i in range(0, len(x), _CONV_CHUNK)])
