@@ -1,5 +1,6 @@
-"""The table of runs behind ``digitlab runs``, read from each run directory's JSON files
-without loading PyTorch, so a listing starts in a fraction of a second."""
+"""The table of runs behind ``digitlab runs``, and the settings a run was started with, read
+from each run directory's JSON files without loading PyTorch, so a listing starts in a
+fraction of a second and ``train --resume`` knows how to load PyTorch before it does."""
 
 from __future__ import annotations
 
