@@ -116,7 +116,6 @@ def test_a_runs_numpy_copy_is_used_only_while_it_matches_the_model_file(tmp_path
     assert beside(model) is None
 
 
-
 class _FakeBlas:
     """A BLAS library's thread setting as threadpoolctl shows it: one per process."""
 
