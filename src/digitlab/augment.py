@@ -36,9 +36,14 @@ class AugmentConfig:
 
 AUGMENTS = {
     "none": None,
-    # What record MNIST models use, and the best preset: small rotations, size changes and
-    # shifts. With shear and elasticity on top ("standard"), its seeds 0-2 reached 99.33,
-    # 99.58 and 99.65% on their held-out digits; with this, 99.60, 99.73 and 99.63%.
+    # The best preset's since 2026-11-24: small rotations, size changes and shifts, milder
+    # than "affine". Seeds 0-2: 22, 15 and 17 held-out errors of 6,000, against 27, 15 and
+    # 20 with "affine" (test accuracy the same: 99.67% mean).
+    "mild": AugmentConfig(rotate=8, scale=0.08, shift=0.08),
+    # What record MNIST models use, and the best preset's from 2026-11-22 to 24 (kept so that
+    # its runs resume as they started). With shear and elasticity on top ("standard"), its
+    # seeds 0-2 reached 99.33, 99.58 and 99.65% on their held-out digits; with this, 99.60,
+    # 99.73 and 99.63%.
     "affine": AugmentConfig(rotate=10, scale=0.1, shift=0.1),
     # The best preset's augmentation until 2026-11-22, kept so that its runs resume as they
     # started.

@@ -46,7 +46,7 @@ class Recipe:
     channels_last: bool = False  # NHWC activations: 2x faster for small convnets on a CPU
 
 
-AUGMENT_NAMES = ("none", "affine", "standard", "robust")
+AUGMENT_NAMES = ("none", "mild", "affine", "standard", "robust")
 # Answers below this confidence are flagged, not hidden: the bundled model gives most real
 # digits more and most scribbles and letters less (bench/reading.py measures both).
 MIN_CONFIDENCE = 0.7
@@ -94,7 +94,7 @@ PRESETS = {p.name: p for p in (
            "mnist", "digitnet", Recipe(
                epochs=45, batch_size=128, lr=2e-3, adam_eps=1e-8, optimizer="adamw",
                weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
-               augment="affine", ema=0.999, bf16=True, channels_last=True), dropout=0.3),
+               augment="mild", ema=0.999, bf16=True, channels_last=True), dropout=0.3),
     Preset("fastnet", "a small convnet trained by the fast recipe (99% in seconds)",
            "mnist", "fastnet", Recipe(
                epochs=5, batch_size=256, lr=6e-3, adam_eps=1e-8, schedule="onecycle",
