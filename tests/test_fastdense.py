@@ -1,5 +1,6 @@
 """The hand-written dense trainer against autograd and torch.optim.Adam, in float64."""
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -10,6 +11,7 @@ from digitlab.config import PRESETS, ModelConfig, TrainConfig
 from digitlab.fastdense import (
     _MASKED,
     DenseNet,
+    _ThreadPicker,
     can_train,
     checked_onednn,
     fit_dense,
@@ -186,7 +188,9 @@ def test_the_output_padding_never_moves(monkeypatch):
             seen.append((self.W[-1][:-1, 10:].abs().max().item(), self.W[-1][-1, 10:].tolist(),
                          self.G[-1][:, 10:].abs().max().item()))
     monkeypatch.setattr(fastdense, "DenseNet", Watching)
-    fit_dense(model, x, y, replace(config, epochs=3), None, None, Quiet(), resume=saved)
+    # (threads given: no thread picker, whose check at the start would add two backward passes)
+    fit_dense(model, x, y, replace(config, epochs=3, threads=2), None, None, Quiet(),
+              resume=saved)
     assert len(seen) == 4 and all(s == (0.0, [_MASKED] * 6, 0.0) for s in seen)
     with pytest.raises(ValueError, match="holds 71 weights; this network has 226"):
         net.load_unpadded(torch.zeros_like(net.params), saved["params"][:71])
@@ -315,3 +319,113 @@ def test_inputs_zero_in_every_training_row_are_left_out_exactly(monkeypatch):
     for name in ("m", "v"):
         moments = saved[name][:first.numel()].view(37, 9)[:-1]
         assert (moments[dead] == 0).all() and (moments[~dead] != 0).all()
+
+
+class Machine:
+    """A fake clock and thread settings for the thread picker: a step takes ``speeds[way]``
+    seconds, where way 0 is all threads and way i one thread on core i - 1."""
+
+    def __init__(self, speeds):
+        self.speeds, self.now, self.threads, self.pinned = dict(speeds), 0.0, 2, {0}
+        self.log = []
+
+    def clock(self):
+        return self.now
+
+    def set_threads(self, n):
+        self.threads = n
+
+    def pin(self, cores):
+        self.pinned = set(cores)
+
+    def way(self):
+        return 0 if self.threads == 2 else 1 + sorted(self.pinned)[0]
+
+    def run(self, picker, windows):
+        """``windows`` windows of steps at the current speeds; the ways they ran on."""
+        ran = []
+        for _ in range(windows):
+            way = self.way()
+            assert way == picker.current  # the settings are what the picker says
+            self.now += _ThreadPicker.WINDOW * self.speeds[way]
+            ran.append(way)
+            picker.window_done()
+        return ran
+
+
+def picker_on(machine):
+    picker = _ThreadPicker(2, {0}, [0, 1], clock=machine.clock, set_threads=machine.set_threads,
+                           pin=machine.pin)
+    picker.start()
+    return picker
+
+
+def test_the_thread_picker_tries_each_way_then_keeps_the_fastest():
+    machine = Machine({0: 1e-3, 1: 0.5e-3, 2: 2e-3})  # the worker's core is busy elsewhere
+    picker = picker_on(machine)
+    ran = machine.run(picker, 6)
+    assert ran == [0, 0, 1, 2, 1, 1]  # warm-up, a window each way, then one thread on core 0
+    assert machine.pinned == {0} and machine.threads == 1
+    picker.pause()  # between epochs: all threads, the thread back on its own cores
+    assert (machine.threads, machine.pinned) == (2, {0})
+    picker.start()
+    assert (machine.threads, machine.pinned) == (1, {0})
+
+
+def test_the_thread_picker_stays_on_all_threads_while_they_are_fastest():
+    machine = Machine({0: 1e-3, 1: 1.3e-3, 2: 1.3e-3})
+    picker = picker_on(machine)
+    assert machine.run(picker, 4) == [0, 0, 1, 2]
+    refresh = _ThreadPicker.REFRESH / (_ThreadPicker.WINDOW * 1e-3)  # in windows
+    ran = machine.run(picker, int(2.5 * refresh))
+    # a try of one thread only every REFRESH seconds, each lost: back to all threads
+    tries = [i for i, way in enumerate(ran) if way]
+    assert len(tries) == 2 and all(ran[i + 1] == 0 for i in tries)
+    assert refresh - 1 <= tries[0] <= refresh + 1 and refresh <= tries[1] - tries[0] <= refresh + 2
+
+
+def test_the_thread_picker_leaves_all_threads_once_a_core_slows_and_comes_back():
+    machine = Machine({0: 1e-3, 1: 1.3e-3, 2: 1.3e-3})
+    picker = picker_on(machine)
+    machine.run(picker, 6)
+    machine.speeds.update({0: 2.5e-3, 2: 2.6e-3})  # core 1 busy with other work
+    ran = machine.run(picker, 3)
+    assert ran[:2] == [0, 1] or ran[:3] == [0, 2, 1]  # one thread, on the free core
+    # the tries of the other ways lose, so they come less and less often
+    ran = machine.run(picker, 300)
+    tries = [i for i, way in enumerate(ran) if way != 1]
+    gaps = np.diff(tries)
+    longest = _ThreadPicker.MAX_WAIT / (_ThreadPicker.WINDOW * 1.3e-3)
+    assert len(tries) >= 5 and all(b >= a for a, b in zip(gaps, gaps[1:], strict=False))
+    assert longest <= gaps[-1] <= longest + 2
+    machine.speeds.update({0: 1e-3, 2: 1.3e-3})  # free again: all threads win a try
+    ran = machine.run(picker, int(3 * longest))
+    assert ran[-1] == 0 and ran[-10:].count(0) >= 9
+
+
+def test_switching_threads_mid_training_gives_the_same_weights(monkeypatch):
+    """The picker's check holds here, and training with a way change every window ends with the
+    weights of training on all threads throughout (on one thread: the same arithmetic)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.random((2000, 6, 6)).astype(np.float32), rng.integers(0, 10, 2000)
+    config = TrainConfig.from_preset("seed-mlp", "digits20", epochs=2)
+
+    def trained(threads):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig("mlp", (6, 6), (24, 12)))
+        fit_dense(model, x, y, replace(config, threads=threads), None, None, Quiet())
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    fixed = trained(torch.get_num_threads())
+    if torch.get_num_threads() < 2:
+        pytest.skip("one thread here: nothing to switch between")
+    ways = []
+
+    def every_window(self):  # another way each window
+        self._switch((self.current + 1) % self._count)
+        ways.append(self.current)
+    monkeypatch.setattr(_ThreadPicker, "WINDOW", 8)
+    monkeypatch.setattr(_ThreadPicker, "window_done", every_window)
+    home = os.sched_getaffinity(0)
+    assert torch.equal(trained(None), fixed)
+    assert len(set(ways)) >= 2 and os.sched_getaffinity(0) == home

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import platform
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import PIXEL_MAX
 from .models import MLP
-from .optim import FusedAdam
+from .optim import BETAS, FusedAdam
 
 __all__ = ["DenseNet", "can_train", "fit_dense"]
 
@@ -275,6 +277,130 @@ class DenseNet:
                     grad, relu_out[layer - 1], 0, grad_input=dh[layer - 1])
 
 
+def _pin_main_thread(cores: set[int]) -> None:
+    os.sched_setaffinity(0, cores)  # 0: the calling thread, on Linux
+
+
+class _ThreadPicker:
+    """Runs a training's steps on all of its threads, or on one thread on one core, whichever
+    is faster now.
+
+    Each product of a step is split evenly between the threads, so every step waits for the
+    slower core. Where the cores are shared with other work (a virtual machine's vCPUs beside
+    other tenants' threads, a laptop busy with something else), one core can run at half speed
+    or less for seconds at a time: on a 2-vCPU cloud machine, a single-threaded probe often ran
+    half as fast on one vCPU as on the other, and seed-wide's epochs then took 2.5-3.0 s on two
+    threads against 1.35-1.4 s on one (1.0-1.05 s on two with both cores free).
+
+    So the steps are timed :data:`WINDOW` at a time. After a first window to warm up, each way
+    runs one window: all threads, then one thread on each of ``cores`` (where the threads are
+    bound to cores, as the CLI binds them; otherwise one thread where the system puts it), and
+    the fastest goes on. From then on a window now and then tries another way, and the faster of
+    the latest two goes on: on one thread, :data:`WAIT` seconds after the last try (doubled
+    after each try that lost, up to :data:`MAX_WAIT`); on all threads, as soon as a window is
+    slower than one thread has ever been, or :data:`REFRESH` seconds after the last try. Only
+    for steps whose arithmetic is the same on one thread as on all (:func:`_same_on_one_thread`):
+    the weights come out the same whichever way each step ran.
+    """
+
+    WINDOW = 128  # steps: 30-100 ms for the seed networks at batch 32
+    WAIT, MAX_WAIT = 0.15, 1.0  # seconds from a try to the next on one thread (doubling)
+    REFRESH = 4.0  # seconds from a try to the next on all threads, however fast they are
+
+    def __init__(self, threads: int, home: set[int] | None = None, cores: Sequence[int] = (),
+                 clock=time.perf_counter, set_threads=torch.set_num_threads,
+                 pin=_pin_main_thread):
+        """``home``: the calling thread's cores, given back to it for all threads."""
+        self.full, self._home, self._cores = threads, home, list(cores)
+        self._clock, self._set_threads, self._pin = clock, set_threads, pin
+        self.current = 0  # 0: all threads; i: one thread, on cores[i - 1] if there are cores
+        self._count = 1 + max(1, len(self._cores))
+        self._latest: dict[int, float] = {}  # seconds a step, in each way's latest window
+        self._best: dict[int, float] = {}  # seconds a step, in each way's fastest window
+        self._since, self._wait, self._turn = 0.0, self.WAIT, 0
+        self._trying_from: int | None = None
+        self._warm = False
+        self._survey: list[int] | None = list(range(1, self._count))  # each way once, first
+        self._started = 0.0
+
+    def _use(self, way: int) -> None:
+        if way == 0:
+            if self._home is not None and self._cores:
+                self._pin(self._home)
+            self._set_threads(self.full)
+        else:
+            self._set_threads(1)
+            if self._cores:
+                self._pin({self._cores[way - 1]})
+
+    def start(self) -> None:
+        """Before a run of steps (an epoch's): the way chosen last, and its window's start."""
+        self._use(self.current)
+        self._started = self._clock()
+
+    def pause(self) -> None:
+        """After a run of steps: all threads for what comes between (validation, saving)."""
+        self._use(0)
+
+    def window_done(self) -> None:
+        """After the last of :data:`WINDOW` steps: time them, and choose the next window's way."""
+        seconds = self._clock() - self._started
+        step, way = seconds / self.WINDOW, self.current
+        if not self._warm:  # the first window warms up (first touches, the pool's start)
+            self._warm, self._started = True, self._clock()
+            return
+        self._latest[way] = step
+        self._best[way] = min(self._best.get(way, step), step)
+        # all threads slower than one thread has been: a core is busy with other work
+        slow = way == 0 and step > min((b for w, b in self._best.items() if w), default=step)
+        self._since += seconds
+        if self._survey:  # each way in turn
+            self._switch(self._survey.pop(0))
+        elif self._survey is not None:  # then the fastest
+            self._survey, self._since = None, 0.0
+            self._switch(min(self._latest, key=self._latest.get))
+        elif self._trying_from is not None:  # a try ends: keep the faster
+            before, self._trying_from = self._trying_from, None
+            lost = self._latest[before] <= step
+            self._wait = min(2 * self._wait, self.MAX_WAIT) if lost else self.WAIT
+            self._since = 0.0
+            self._switch(before if lost else way)
+        elif (self._since >= self._wait and (way or slow)) or self._since >= self.REFRESH:
+            others = [w for w in range(self._count) if w != way]
+            self._trying_from = way
+            self._switch(others[self._turn % len(others)])
+            self._turn += 1
+        elif way == 0 and not slow:
+            self._wait = self.WAIT  # all threads at their speed: try again soon once they slow
+        self._started = self._clock()
+
+    def _switch(self, way: int) -> None:
+        if way != self.current:
+            self._use(way)
+            self.current = way
+
+
+def _same_on_one_thread(net: DenseNet, adam: FusedAdam, x: torch.Tensor,
+                        targets: torch.Tensor, threads: int) -> bool:
+    """Whether a step's forward and backward products and Adam's update come out the same,
+    bit for bit, on one thread as on ``threads`` (the math library may split a product's sums
+    differently by thread count). Leaves the network's weights and Adam's state as they were."""
+    def step(count: int) -> tuple[torch.Tensor, ...]:
+        torch.set_num_threads(count)
+        logits = net.forward(x).clone()
+        net.backward(x, targets, logits)
+        g = net.grads.clone()
+        p, m, v = net.params.clone(), g.mul(0.1), g.mul(g)
+        adam._kernel([p], [g], [m], [v], [], [torch.ones(())], amsgrad=False, lr=adam.lr,
+                     beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0, eps=adam.eps, maximize=False)
+        return logits, g, p, m, v
+
+    try:
+        return all(torch.equal(a, b) for a, b in zip(step(threads), step(1), strict=True))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _as_inputs(rows: torch.Tensor, inputs: torch.Tensor) -> None:
     """Copy ``rows`` (float, or uint8 pixels made pixel / 255 as in :func:`digitlab.data.to_float`)
     into the first rows of ``inputs``, whose ones column stays."""
@@ -321,6 +447,43 @@ def _kept_inputs(x: torch.Tensor, model: MLP, resume: dict | None) -> torch.Tens
         for moments in (resume["m"], resume["v"]):
             used |= moments[:(len(used) + 1) * out].view(-1, out)[:-1].ne(0).any(1)
     return None if used.all() else used.nonzero().flatten()
+
+
+def _picker(net: DenseNet, adam: FusedAdam, x: torch.Tensor, one_hot: torch.Tensor, bs: int,
+            config: TrainConfig) -> _ThreadPicker | None:
+    """A :class:`_ThreadPicker` when the threads are PyTorch's default (``config.threads``
+    unset: a count the user gave is kept throughout), there are several, and a step's
+    arithmetic is the same on one thread (checked on the first training rows)."""
+    threads = torch.get_num_threads()
+    if config.threads is not None or threads < 2 or len(x) < bs:
+        return None
+    inputs = net.inputs(bs)
+    _as_inputs(x[:bs], inputs)
+    with torch.inference_mode():
+        same = _same_on_one_thread(net, adam, inputs, one_hot[:bs], threads)
+    if not same:
+        return None
+    home, cores = _thread_cores()
+    return _ThreadPicker(threads, home, cores)
+
+
+def _thread_cores() -> tuple[set[int] | None, list[int]]:
+    """The calling thread's cores, and where it is bound to one core (OpenMP's OMP_PROC_BIND,
+    as the CLI sets for training: each thread of the pool on a core of its own), that core and
+    then the cores of the process's other threads; no cores where the thread is not bound or
+    the system does not say (then one thread runs where the system puts it)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, []
+    home = os.sched_getaffinity(0)
+    if len(home) != 1:
+        return home, []
+    cores = set()
+    try:
+        for task in os.listdir("/proc/self/task"):
+            cores |= os.sched_getaffinity(int(task))
+    except OSError:  # a thread that ended meanwhile, or no /proc
+        return home, []
+    return home, sorted(home) + sorted(cores - home)
 
 
 def _validate(net: DenseNet, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000):
@@ -384,6 +547,8 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
     running = _RunningLoss(logits, ys)
     finished = net.params.clone()
     start, interrupted, stopped = time.perf_counter(), False, None
+    picker = _picker(net, adam, x, one_hot, bs, config)
+    window = _ThreadPicker.WINDOW
     try:
         with torch.inference_mode():  # no autograd bookkeeping in the loop
             for epoch in range(len(history) + 1, config.epochs + 1):
@@ -393,6 +558,8 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                 torch.index_select(one_hot, 0, order, out=ts)
                 torch.index_select(y, 0, order, out=ys)
                 running.reset()
+                if picker:
+                    picker.start()
                 for k, i in enumerate(range(0, n, bs)):
                     if i % chunk == 0:  # the next chunk's rows, in this epoch's order
                         chosen = order[i:i + chunk]
@@ -405,7 +572,11 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                     xb, xb_t = in_views[rows]
                     net.backward(xb, batch_targets[k], net.forward(xb, out=batch_logits[k]), xb_t)
                     adam.step()
+                    if picker and k % window == window - 1:
+                        picker.window_done()
                     observer.on_step(k + 1, lambda: running.through(i + rows[1]))  # noqa: B023
+                if picker:
+                    picker.pause()
                 stats = EpochStats(epoch, running.through(n),
                                    float((logits.argmax(1) == ys).sum()) / n, None, None,
                                    time.perf_counter() - t0)
@@ -425,6 +596,9 @@ def fit_dense(model: MLP, x_train: np.ndarray, y_train: np.ndarray, config: Trai
                 observer.on_epoch_end(stats)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if picker:
+            picker.pause()  # the thread count and the cores the caller had
     net.params.copy_(finished)
     net.copy_to(model)
     return TrainResult(model.eval(), history, time.perf_counter() - start, interrupted,
