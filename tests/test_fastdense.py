@@ -416,9 +416,21 @@ def test_switching_threads_mid_training_gives_the_same_weights(monkeypatch):
         fit_dense(model, x, y, replace(config, threads=threads), None, None, Quiet())
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
-    fixed = trained(torch.get_num_threads())
-    if torch.get_num_threads() < 2:
-        pytest.skip("one thread here: nothing to switch between")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the picker's case, whatever this machine's default
+    try:
+        fixed = trained(2)
+        ways = switching(monkeypatch)
+        home = os.sched_getaffinity(0)
+        assert torch.equal(trained(None), fixed)
+        assert len(set(ways)) >= 2 and os.sched_getaffinity(0) == home
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def switching(monkeypatch) -> list:
+    """Make the thread picker take another way every 8 steps; the ways it took."""
     ways = []
 
     def every_window(self):  # another way each window
@@ -426,6 +438,4 @@ def test_switching_threads_mid_training_gives_the_same_weights(monkeypatch):
         ways.append(self.current)
     monkeypatch.setattr(_ThreadPicker, "WINDOW", 8)
     monkeypatch.setattr(_ThreadPicker, "window_done", every_window)
-    home = os.sched_getaffinity(0)
-    assert torch.equal(trained(None), fixed)
-    assert len(set(ways)) >= 2 and os.sched_getaffinity(0) == home
+    return ways

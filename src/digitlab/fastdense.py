@@ -7,8 +7,10 @@ the forward and backward passes are written out with matrix products into buffer
 once (the large float32 products through oneDNN, see :func:`onednn_linear`), all weights and
 biases live in one flat tensor updated by a single fused Adam call per step, the epoch's
 shuffled rows are gathered a few thousand at a time into a reused buffer and made floats
-there (8-bit pixels stay 8-bit until then), nothing is read back to Python inside an epoch, and
-the loop runs in inference mode (no autograd bookkeeping on any operation: 4% of a step).
+there (8-bit pixels stay 8-bit until then), nothing is read back to Python inside an epoch,
+the loop runs in inference mode (no autograd bookkeeping on any operation: 4% of a step), and
+on two cores the steps run on one thread while the other core is busy with other work
+(:class:`_ThreadPicker`).
 Inputs that are zero in every training row (67 of MNIST's 784 pixels, on its border) are left
 out of the first layer's products and of Adam's update: their weights would only ever get
 zero gradients, so Adam would never move them (no weight decay here), and they stay exactly
@@ -452,10 +454,11 @@ def _kept_inputs(x: torch.Tensor, model: MLP, resume: dict | None) -> torch.Tens
 def _picker(net: DenseNet, adam: FusedAdam, x: torch.Tensor, one_hot: torch.Tensor, bs: int,
             config: TrainConfig) -> _ThreadPicker | None:
     """A :class:`_ThreadPicker` when the threads are PyTorch's default (``config.threads``
-    unset: a count the user gave is kept throughout), there are several, and a step's
-    arithmetic is the same on one thread (checked on the first training rows)."""
+    unset: a count the user gave is kept throughout) and two (with more, one thread would
+    rarely be faster than all of them, however busy one core: not measured, so left as it is),
+    and a step's arithmetic is the same on one thread (checked on the first training rows)."""
     threads = torch.get_num_threads()
-    if config.threads is not None or threads < 2 or len(x) < bs:
+    if config.threads is not None or threads != 2 or len(x) < bs:
         return None
     inputs = net.inputs(bs)
     _as_inputs(x[:bs], inputs)
@@ -464,7 +467,7 @@ def _picker(net: DenseNet, adam: FusedAdam, x: torch.Tensor, one_hot: torch.Tens
     if not same:
         return None
     home, cores = _thread_cores()
-    return _ThreadPicker(threads, home, cores)
+    return _ThreadPicker(threads, home, cores[:threads])
 
 
 def _thread_cores() -> tuple[set[int] | None, list[int]]:
