@@ -192,9 +192,12 @@ def cli_mnist_files():
 
 def test_ctrl_c_keeps_finished_epochs(tmp_path, home):
     out = tmp_path / "run"
+    # Ctrl-C as at a terminal: a shell starts background jobs with SIGINT ignored, and Python
+    # then leaves it ignored (a CI runner started with `&` would train all 500 epochs)
     proc = subprocess.Popen([str(BIN), "train", "--model", "seed-20x20", "--epochs", "500",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **home, "PYTHONUNBUFFERED": "1"})
+                            text=True, env={**os.environ, **home, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if line.startswith("epoch   2/500"):
             proc.send_signal(signal.SIGINT)
