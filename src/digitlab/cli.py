@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/PRESET-DATA-TIME)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto uses a GPU where PyTorch sees one (default auto)")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="CPU threads, kept throughout (default: all cores; on two cores the "
+                   "dense presets run on one thread while the other core is busy elsewhere)")
     p.add_argument("--no-plots", action="store_true",
                    help="skip drawing the plots into RUN/plots after training")
     p.add_argument("--resume", metavar="RUN",
