@@ -35,7 +35,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import PIXEL_MAX
 from .models import MLP
-from .optim import BETAS, FusedAdam
+from .optim import FusedAdam
 
 __all__ = ["DenseNet", "can_train", "fit_dense"]
 
@@ -391,11 +391,10 @@ def _same_on_one_thread(net: DenseNet, adam: FusedAdam, x: torch.Tensor,
         torch.set_num_threads(count)
         logits = net.forward(x).clone()
         net.backward(x, targets, logits)
-        g = net.grads.clone()
-        p, m, v = net.params.clone(), g.mul(0.1), g.mul(g)
-        adam._kernel([p], [g], [m], [v], [], [torch.ones(())], amsgrad=False, lr=adam.lr,
-                     beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0, eps=adam.eps, maximize=False)
-        return logits, g, p, m, v
+        g, p = net.grads.clone(), net.params.clone()
+        update = FusedAdam([p], lr=adam.lr, eps=adam.eps, grads=[g])  # on copies
+        update.step()
+        return logits, g, p, update.exp_avg[0], update.exp_avg_sq[0]
 
     try:
         return all(torch.equal(a, b) for a, b in zip(step(threads), step(1), strict=True))
