@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import machine, write_result
+from common import machine, machine_line, write_result
 from speed import HERE, digitlab_train
 
 WAYS = {"picker": [], "2 threads": ["--threads", "2"]}
@@ -81,9 +81,7 @@ def main() -> None:
         case["median_seconds"] = {"picker": picker, "2 threads": fixed}
         print(f"{case['net']:10s} {case['busy_core']!s:>9s} {picker:9.2f} {fixed:11.2f} "
               f"{fixed / picker:5.2f}x")
-    m = result["machine"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores; {m['started']}, load average "
-          f"{m['loadavg_start'][0]:.2f} at start, {result['loadavg_end'][0]:.2f} at end")
+    print(machine_line(result["machine"], result["loadavg_end"]))
     write_result(result, args.out)
 
 

@@ -27,6 +27,13 @@ def machine() -> dict:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg_start": os.getloadavg()}
 
 
+def machine_line(info: dict, loadavg_end: tuple[float, ...]) -> str:
+    """A table's last line: the processor and cores of :func:`machine`'s ``info``, when the
+    benchmark started, and the load average then and at ``loadavg_end``."""
+    return (f"machine: {info['cpu']}, {info['cores']} cores; {info['started']}, load average "
+            f"{info['loadavg_start'][0]:.2f} at start, {loadavg_end[0]:.2f} at end")
+
+
 def cache_dir() -> Path:
     """digitlab's user cache, as the CLI finds it ($XDG_CACHE_HOME/digitlab or
     ~/.cache/digitlab): the benchmarks read the MNIST that `digitlab data fetch` put there."""

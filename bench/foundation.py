@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine
+from common import machine, machine_line
 
 HERE = Path(__file__).resolve().parent
 DIGITLAB = Path(sys.executable).parent / "digitlab"
@@ -104,8 +104,7 @@ def main() -> int:
               f"{mean['train_accuracy']:>9.4f} {mean['train_seconds']:>8.1f} "
               f"{mean['seconds_per_epoch']:>8.2f} {mean['wall_seconds']:>9.1f} "
               f"{mean['peak_rss_mb']:>8.0f}  {verdict}")
-    print(f"\nmachine: {info['cpu']}, {info['cores']} cores; load average "
-          f"{info['loadavg_start'][0]:.2f} at start, {info['loadavg_end'][0]:.2f} at end")
+    print("\n" + machine_line(info, info["loadavg_end"]))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "foundation.json"
     path.write_text(json.dumps({"machine": info, "runs": runs, "summary": summary}, indent=2))
