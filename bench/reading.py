@@ -3,6 +3,7 @@ digitlab's reading path against what most apps do, plus numbers, non-digits and 
 
     .venv/bin/python bench/reading.py [--model RUN] [--digits 1300] [--numbers 300]
                                       [--joined 150] [--lined 100] [--slanted 100]
+                                      [--turned 100]
                                       [--photos 60] [--shadowed 60]
 
 Prints a table per distortion kind and writes bench/results/reading.json. Pipelines compared
@@ -161,6 +162,9 @@ def timing(rec: Recognizer, images, labels, n: int = 200) -> dict:
     return {k: statistics.median(v) for k, v in stages.items()}
 
 
+SLANTED, TURNED = (1.5, 3.0), (4.0, 15.0)  # degrees a page is turned, either way
+
+
 def lined_table(rec, samples) -> dict:
     """Share of numbers read exactly, on ruled paper and underlined."""
     return {kind: float(np.mean(read_right(rec, [s for s in samples if kind in s.kinds])))
@@ -180,6 +184,8 @@ def main() -> int:
                         help="numbers on ruled paper or underlined")
     parser.add_argument("--slanted", type=int, default=100,
                         help="such numbers on a page turned 1.5-3 degrees")
+    parser.add_argument("--turned", type=int, default=100,
+                        help="such numbers on a page turned 4-15 degrees")
     parser.add_argument("--photos", type=int, default=60,
                         help="12-megapixel phone photos of small digits and numbers")
     parser.add_argument("--shadowed", type=int, default=60,
@@ -202,11 +208,13 @@ def main() -> int:
     joined = userstyle.joined_set(images, mnist.y_test, args.joined, seed=args.seed + 4)
     lined = userstyle.lined_set(images, mnist.y_test, args.lined, seed=args.seed + 5)
     slanted = userstyle.lined_set(images, mnist.y_test, args.slanted, seed=args.seed + 7,
-                                  slanted=True)
+                                  turn=SLANTED)
+    turned = userstyle.lined_set(images, mnist.y_test, args.turned, seed=args.seed + 8,
+                                 turn=TURNED)
     photos = userstyle.photo_set(images, mnist.y_test, args.photos, seed=args.seed + 3)
     shadowed = userstyle.photo_set(images, mnist.y_test, args.shadowed, seed=args.seed + 6,
                                    shadow=True)
-    n_numbers = len(numbers) + len(joined) + len(lined) + len(slanted)
+    n_numbers = len(numbers) + len(joined) + len(lined) + len(slanted) + len(turned)
     print(f"generated {len(digits)} digits, {n_numbers} numbers, "
           f"{len(others)} non-digits, {len(photos) + len(shadowed)} photos in "
           f"{time.time() - t:.0f} s", flush=True)
@@ -215,6 +223,7 @@ def main() -> int:
               "non_digits": non_digits_table(rec, others, confidences),
               "joined": float(np.mean(read_right(rec, joined))),
               "lined": lined_table(rec, lined), "slanted": lined_table(rec, slanted),
+              "turned": lined_table(rec, turned),
               "photos": photos_table(rec, photos), "shadowed": photos_table(rec, shadowed),
               "timing_ms": timing_ms, "loadavg_at_timing": load_before}
 
@@ -234,7 +243,9 @@ def main() -> int:
     print(f"numbers on ruled paper read exactly: {result['lined']['ruled']:.1%}, underlined: "
           f"{result['lined']['underlined']:.1%} ({len(lined) // 2} each); on a page turned "
           f"1.5-3 degrees: {result['slanted']['ruled']:.1%} and "
-          f"{result['slanted']['underlined']:.1%} ({len(slanted) // 2} each)")
+          f"{result['slanted']['underlined']:.1%} ({len(slanted) // 2} each); turned 4-15 "
+          f"degrees: {result['turned']['ruled']:.1%} and {result['turned']['underlined']:.1%} "
+          f"({len(turned) // 2} each)")
     for table, shade in (("photos", ""), ("shadowed", ", a shadow across the page")):
         for kind, row in result[table].items():
             if row["n"]:

@@ -264,10 +264,11 @@ def joined_set(images, labels, n: int, seed: int = 0) -> list[Sample]:
 
 
 def lined_sample(images: np.ndarray, labels: np.ndarray, rng, ruled: bool,
-                 slanted: bool = False) -> Sample:
+                 turn: tuple[float, float] | None = None) -> Sample:
     """A 3-6 digit number on ruled paper (faint printed lines 1.3-1.8 digit heights apart,
     the digits sitting on one, some crossing the next), or underlined with the pen;
-    ``slanted``: the page turned 1.5-3 degrees either way (photographed askew)."""
+    ``turn``: the page turned by that many degrees (low, high) either way (photographed
+    askew)."""
     cover, label = number_cover(images, labels, rng, touching=False, broken=False)
     h, w = cover.shape
     ys, _ = np.nonzero(cover > 0.5)
@@ -287,18 +288,19 @@ def lined_sample(images: np.ndarray, labels: np.ndarray, rng, ruled: bool,
         x0, x1 = int(rng.integers(0, w // 8)), int(w - rng.integers(0, w // 8))
         cover = cover.copy()
         cover[y:y + int(rng.integers(3, 7)), x0:x1] = 1.0
-    if slanted:
-        turn = rng.uniform(1.5, 3.0) * rng.choice([-1, 1])
-        cover = np.clip(ndimage.rotate(cover, turn, order=1, mode="constant"), 0, 1)
+    if turn is not None:
+        degrees = rng.uniform(*turn) * rng.choice([-1, 1])
+        cover = np.clip(ndimage.rotate(cover, degrees, order=1, mode="constant"), 0, 1)
     kinds = ["colour"] if rng.random() < 0.3 else ["clean"]
     data, suffix = render(cover, kinds, rng)
     return Sample(data, label, (*kinds, "ruled" if ruled else "underlined"), suffix)
 
 
-def lined_set(images, labels, n: int, seed: int = 0, slanted: bool = False) -> list[Sample]:
+def lined_set(images, labels, n: int, seed: int = 0,
+              turn: tuple[float, float] | None = None) -> list[Sample]:
     """``n`` numbers, on ruled paper and underlined in turn (:func:`lined_sample`)."""
     rng = np.random.default_rng(seed)
-    return [lined_sample(images, labels, rng, ruled=i % 2 == 0, slanted=slanted)
+    return [lined_sample(images, labels, rng, ruled=i % 2 == 0, turn=turn)
             for i in range(n)]
 
 

@@ -243,14 +243,16 @@ def test_ruled_lines_and_underlines_are_not_digits():
     assert prepare_digit(seven_alone).box[1] <= 6, "a 7's bar is no line"
 
 
-@pytest.mark.parametrize("degrees", [2.0, -3.0])
+@pytest.mark.parametrize("degrees", [2.0, -3.0, 8.0, -12.0, 15.0])
 def test_slanted_ruled_lines_are_taken_out(degrees):
-    # a page photographed a little askew: no row holds a long run of any line (lines were
-    # only looked for in rows, and a page at 1.5 degrees or more was read as one piece)
+    # a page photographed askew: no row holds a long run of any line (lines were only looked
+    # for in rows, and a page at 1.5 degrees or more was read as one piece; then in rows taken
+    # five together, and a page at 8 degrees was), and the lines leave the picture through
+    # its top and bottom edges, where their ends can be short (read as digits)
     slope = np.tan(np.radians(degrees))
     one, seven = ("line", [(100, 110), (100, 175)]), ("line", [(130, 110), (175, 110),
                                                                 (150, 175)])
-    ruled = [("line", [(0, y), (500, y + 500 * slope)]) for y in range(20, 300, 40)]
+    ruled = [("line", [(0, y), (500, y + 500 * slope)]) for y in range(-140, 440, 40)]
     page = np.minimum(drawing(ruled, size=(500, 300), width=2, ink=0.6, paper=0.96),
                       drawing([one, seven], size=(500, 300), width=7))
     boxes = [p.single.box for p in prepare_number(page)]

@@ -55,7 +55,10 @@ _DARKER = 3.0  # darker strokes this many times the lighter (contrast summed): d
 _BALL_CURVE = 0.001  # the slope-following opening's cap: its fall per grid cell squared
 _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
-_SLANT_ROWS = 5  # rows taken together to find long runs: lines slanted up to about 3 degrees
+_SLANT_ROWS = 5  # rows taken together to find long runs: lines slanted a few degrees at most
+_MAX_SLANT = 15  # degrees: ruled lines slanted more than this are not looked for
+_LINE_LONG = 10  # a slanted line is at least this many times as long as it is thick
+_EDGE_ROWS = 3  # a slanted line's end this close to the top or bottom leaves the picture
 _LINE_THIN = 0.25  # a line is at most this share of all the ink's height thick
 _DASH = 0.25  # a piece this much of a digit tall at most, and a digit long, is a dash
 _LINE_ALONE = 0.7  # a long run this much of the piece it is in was drawn apart: a line
@@ -439,21 +442,86 @@ def _shading(labels: np.ndarray, seeded: np.ndarray, config: ReadConfig) -> np.n
 
 def _without_lines(labels: np.ndarray, seeded: np.ndarray,
                    config: ReadConfig) -> np.ndarray | None:
-    """The ink (the pieces of ``labels`` that are ``seeded``) without the long horizontal
-    lines in it (ruled paper, an underline, a form's baseline), or None where it has none.
+    """The ink (the pieces of ``labels`` that are ``seeded``) without the long, nearly
+    horizontal lines in it (ruled paper, an underline, a form's baseline), or None where it has
+    none. Lines slanted more than a few degrees (a page photographed askew) are looked for with
+    the columns shifted up or down so that they lie level (:func:`_line_slope`): the same
+    tests, the same pixels. Raises :class:`BlankImage` when there is nothing but lines."""
+    pieces = ndimage.find_objects(labels, len(seeded) - 1)
+    slope = _line_slope(labels, seeded, pieces)
+    if slope is None:
+        return _without_level_lines(labels, seeded, config, pieces)
+    rows, columns = _shear_rows(labels.shape, slope), np.arange(labels.shape[1])
+    level = np.zeros((int(rows.max()) + 1, labels.shape[1]), labels.dtype)
+    level[rows, columns] = labels
+    inside = np.zeros(level.shape, bool)
+    inside[rows, columns] = True
+    out = _without_level_lines(level, seeded, config, None, inside)
+    return None if out is None else out[rows, columns]
+
+
+def _line_slope(labels: np.ndarray, seeded: np.ndarray, pieces: list) -> float | None:
+    """The slope (rows per column) of the straight lines among the pieces of ink, where they
+    rise or fall by ``_SLANT_ROWS`` rows or more across the picture, and slant by at most
+    ``_MAX_SLANT`` degrees; None where there are none. A line is a piece at least half as
+    wide as the picture and ``_LINE_LONG`` times as wide as it is thick, whose columns'
+    centres, where it is one stretch of ink no thicker than usual (no stroke crossing it),
+    lie on a straight line: the joined digits of a number do not."""
+    w = labels.shape[1]
+    slopes = []
+    for i, piece in enumerate(pieces, 1):
+        if piece is None or not seeded[i] or piece[1].stop - piece[1].start < 0.5 * w:
+            continue
+        run = labels[piece] == i
+        count = run.sum(axis=0)
+        thick = int(np.median(count[count > 0]))
+        # one stretch of ink, no thicker than usual: a 0's columns have two (their centres
+        # lie on a straight line too)
+        top, bottom = run.argmax(axis=0), run.shape[0] - run[::-1].argmax(axis=0)
+        plain = np.flatnonzero((count > 0) & (count <= thick + 1) & (count == bottom - top))
+        if len(plain) < 0.5 * run.shape[1] or thick * _LINE_LONG > run.shape[1]:
+            continue  # (a 7's bar, a 5's flag: straight, but thick for their length)
+        rows = np.arange(run.shape[0], dtype=np.float64)[:, None]
+        centre = (run * rows).sum(axis=0)[plain] / count[plain]
+        slope, at = np.polyfit(plain, centre, 1)
+        if np.abs(centre - (slope * plain + at)).max() <= thick / 2 + 1.5:
+            slopes.append(slope)
+    if not slopes:
+        return None
+    slope = float(np.median(slopes))
+    steep = abs(slope) * w >= _SLANT_ROWS and abs(slope) <= math.tan(math.radians(_MAX_SLANT))
+    return slope if steep else None
+
+
+def _shear_rows(shape: tuple[int, int], slope: float) -> np.ndarray:
+    """Where each pixel of an image of ``shape`` goes (its row; columns stay) when each column
+    is shifted by a whole number of rows so that lines of ``slope`` lie level."""
+    h, w = shape
+    shift = np.rint(-slope * np.arange(w)).astype(np.intp)
+    return np.arange(h)[:, None] + (shift - shift.min())[None, :]
+
+
+def _without_level_lines(labels: np.ndarray, seeded: np.ndarray, config: ReadConfig,
+                         pieces: list | None = None,
+                         inside: np.ndarray | None = None) -> np.ndarray | None:
+    """:func:`_without_lines` for lines within a few degrees of level, in a picture that is
+    all of ``labels`` or, where the columns were shifted, its ``inside`` (``pieces``: the
+    pieces' slices, where known).
     A line is a horizontal run of ink (rows taken ``_SLANT_ROWS`` together, so that a slanted
     line counts) at least ``config.line_length`` times as long as the pieces of ink are tall
-    (0.6 times that if it runs from edge to edge), thin (``_LINE_THIN``), that reaches past
-    the rest of the ink on one side at least, or is nearly all of a piece of ink (touches no
-    digit): a 7's bar or the joined bases of "222" never is. (Vertical lines are left: a 1
-    on a tight crop looks like one.) Where a stroke crosses a line or lies along it, the
-    stroke is kept whole. Raises :class:`BlankImage` when there is nothing but lines."""
+    (0.6 times that if it runs from the picture's edge to its edge; any length in a corner of
+    a shifted picture, if it is nearly all of its piece of ink), thin (``_LINE_THIN``), that
+    reaches past the rest of the ink on one side at least, or is nearly all of a piece of ink
+    (touches no digit): a 7's bar or the joined bases of "222" never is. (Vertical lines are
+    left: a 1 on a tight crop looks like one.) Where a stroke crosses a line or lies along it,
+    the stroke is kept whole."""
     mask = seeded[labels]
     if not mask.any():
         return None
     h, w = mask.shape
     areas = np.bincount(labels.ravel(), minlength=len(seeded))[1:] * seeded[1:]
-    pieces = ndimage.find_objects(labels, len(seeded) - 1)
+    if pieces is None:
+        pieces = ndimage.find_objects(labels, len(seeded) - 1)
     height = _line_height([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s, a in
                            zip(pieces, areas, strict=True)
                            if s is not None and a and a >= config.speck_fraction * areas.max()])
@@ -474,8 +542,24 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
         return None
     spans = ndimage.find_objects(runs)
     # a run from edge to edge goes on past them (a crop of a ruled page): less of it shows
+    ends = np.zeros((h, w), bool)  # where a line leaves the picture: its left or right edge,
+    if inside is None:
+        ends[:, [0, -1]] = True
+    else:  # or, sheared, near its top or bottom edge too (a slanted line leaves through them)
+        ends = inside & ~ndimage.binary_erosion(inside, np.ones((2 * _EDGE_ROWS + 1, 3), bool),
+                                                border_value=0)
+
+    def edge_to_edge(i: int) -> bool:
+        on_ends = (runs[spans[i - 1]] == i) & ends[spans[i - 1]]
+        return bool(on_ends[:, 0].any() and on_ends[:, -1].any())
+
     long = [i for i, s in enumerate(spans, 1) if s[1].stop - s[1].start >= config.line_length
-            * height * (0.6 if (s[1].start, s[1].stop) == (0, w) else 1.0)]
+            * height * (0.6 if edge_to_edge(i) else 1.0)]
+    # a slanted page's lines cross its corners: there a line's end may be short, but it runs
+    # from edge to edge and (below) is nearly all of the piece it is in
+    tips = ({i for i in range(1, len(spans) + 1) if i not in long and edge_to_edge(i)}
+            if inside is not None else set())
+    long += sorted(tips)
     # ... and thin: where the rows taken together join thick writing, a long run is no line
     itself = {i: _line_itself(runs[spans[i - 1]] == i) for i in long}
     inked = np.flatnonzero(mask.any(axis=1))
@@ -495,8 +579,9 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
         on_run = runs[s] == i
         return on_run.sum() >= _LINE_ALONE * areas[np.unique(labels[s][on_run]) - 1].sum()
 
-    lines = [i for i in long if not len(rest) or spans[i - 1][1].start <= rest[0] - past
-             or spans[i - 1][1].stop >= rest[-1] + 1 + past or apart(i)]
+    lines = [i for i in long if (apart(i) if i in tips else
+                                 not len(rest) or spans[i - 1][1].start <= rest[0] - past
+                                 or spans[i - 1][1].stop >= rest[-1] + 1 + past or apart(i))]
     if not lines:
         return None
     found = np.zeros_like(mask)
