@@ -13,6 +13,7 @@ from digitlab.preprocess import (
     prepare_digit,
     prepare_number,
     to_gray,
+    to_mnist,
 )
 
 
@@ -258,6 +259,18 @@ def test_slanted_ruled_lines_are_taken_out(degrees):
     boxes = [p.single.box for p in prepare_number(page)]
     assert len(boxes) == 2 and np.abs(np.subtract([b[0] for b in boxes], [96, 130])).max() <= 4
     assert all(b[3] - b[1] < 75 for b in boxes), boxes
+    assert find_ink(page).slope == pytest.approx(slope, abs=0.01)
+
+
+def test_a_digit_on_a_turned_page_is_turned_back():
+    # the page's lines fall 0.2 rows per column: so does the writing on it; a bar drawn along
+    # them comes out level in the 28x28 digit
+    bar = np.zeros((30, 101), np.float32)
+    for x in range(101):
+        bar[round(5 + 0.2 * x):round(5 + 0.2 * x) + 3, x] = 1.0
+    rows = np.flatnonzero(to_mnist(bar).max(axis=1) > 0.5)
+    level = np.flatnonzero(to_mnist(bar, slope=0.2).max(axis=1) > 0.5)
+    assert len(level) <= 3 < len(rows), (rows, level)
 
 
 def test_a_line_reaches_past_the_writing_not_past_the_dashes_of_another():

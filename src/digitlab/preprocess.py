@@ -57,6 +57,7 @@ _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
 _SLANT_ROWS = 5  # rows taken together to find long runs: lines slanted a few degrees at most
 _MAX_SLANT = 15  # degrees: ruled lines slanted more than this are not looked for
+_TURNED_INK = 0.05  # a turned-back crop is trimmed to pixels brighter than this
 _LINE_LONG = 10  # a slanted line is at least this many times as long as it is thick
 _EDGE_ROWS = 3  # a slanted line's end this close to the top or bottom leaves the picture
 _LINE_THIN = 0.25  # a line is at most this share of all the ink's height thick
@@ -97,6 +98,7 @@ class Ink:
     boxes: list[tuple[int, int, int, int]]  # piece i+1's (x0, y0, x1, y1), exclusive ends
     scale: float  # working pixels per original pixel
     origin: tuple[int, int] = (0, 0)  # (x, y) of the working image's corner, original pixels
+    slope: float = 0.0  # rows per column of the slanted ruled lines taken out (0: none)
 
     def original_box(self, box) -> tuple[int, int, int, int]:
         """A box in working pixels -> the same box in the original image's pixels."""
@@ -377,7 +379,7 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False,
     seeded[labels[(x > threshold) & (x * peak >= config.min_contrast)]] = True
     seeded[0] = False
     seeded[1:][_shading(labels, seeded, config)] = False
-    strokes = _without_lines(labels, seeded, config)
+    strokes, slope = _without_lines(labels, seeded, config)
     if strokes is not None:  # ruled lines, an underline or a frame taken out
         labels, n = ndimage.label(strokes, structure=_EIGHT)
         seeded = np.ones(n + 1, bool)
@@ -401,7 +403,7 @@ def _find_ink(gray: np.ndarray, config: ReadConfig, search: bool = False,
     mask = labels > 0
     # Keep the anti-aliased edges around the kept strokes, nothing else.
     x = np.where(_grow(mask, 2), x, 0).astype(np.float32)
-    return Ink(x, mask, labels, boxes, scale)
+    return Ink(x, mask, labels, boxes, scale, slope=slope)
 
 
 def _shading(labels: np.ndarray, seeded: np.ndarray, config: ReadConfig) -> np.ndarray:
@@ -441,23 +443,24 @@ def _shading(labels: np.ndarray, seeded: np.ndarray, config: ReadConfig) -> np.n
 
 
 def _without_lines(labels: np.ndarray, seeded: np.ndarray,
-                   config: ReadConfig) -> np.ndarray | None:
+                   config: ReadConfig) -> tuple[np.ndarray | None, float]:
     """The ink (the pieces of ``labels`` that are ``seeded``) without the long, nearly
     horizontal lines in it (ruled paper, an underline, a form's baseline), or None where it has
-    none. Lines slanted more than a few degrees (a page photographed askew) are looked for with
-    the columns shifted up or down so that they lie level (:func:`_line_slope`): the same
-    tests, the same pixels. Raises :class:`BlankImage` when there is nothing but lines."""
+    none; and the lines' slope where they slant (0 otherwise). Lines slanted more than a few
+    degrees (a page photographed askew) are looked for with the columns shifted up or down so
+    that they lie level (:func:`_line_slope`): the same tests, the same pixels. Raises
+    :class:`BlankImage` when there is nothing but lines."""
     pieces = ndimage.find_objects(labels, len(seeded) - 1)
     slope = _line_slope(labels, seeded, pieces)
     if slope is None:
-        return _without_level_lines(labels, seeded, config, pieces)
+        return _without_level_lines(labels, seeded, config, pieces), 0.0
     rows, columns = _shear_rows(labels.shape, slope), np.arange(labels.shape[1])
     level = np.zeros((int(rows.max()) + 1, labels.shape[1]), labels.dtype)
     level[rows, columns] = labels
     inside = np.zeros(level.shape, bool)
     inside[rows, columns] = True
     out = _without_level_lines(level, seeded, config, None, inside)
-    return None if out is None else out[rows, columns]
+    return (None, 0.0) if out is None else (out[rows, columns], slope)
 
 
 def _line_slope(labels: np.ndarray, seeded: np.ndarray, pieces: list) -> float | None:
@@ -691,9 +694,17 @@ def _normalise_stroke(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     return x
 
 
-def to_mnist(crop: np.ndarray, config: ReadConfig = ReadConfig()) -> np.ndarray:
+def to_mnist(crop: np.ndarray, config: ReadConfig = ReadConfig(),
+             slope: float = 0.0) -> np.ndarray:
     """A tight crop of bright ink (h, w) -> (28, 28) float32: stroke normalised, longer side
-    20 px keeping the aspect ratio, centre of mass moved to the centre, peak 1."""
+    20 px keeping the aspect ratio, centre of mass moved to the centre, peak 1. ``slope``:
+    the page's lines fall that many rows per column (a page photographed askew); the crop is
+    turned back first, so that the digit stands as it was written."""
+    if slope:
+        crop = ndimage.rotate(crop, math.degrees(math.atan(slope)), order=1)
+        ys, xs = np.nonzero(crop > _TURNED_INK)
+        if len(ys):
+            crop = crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     h, w = crop.shape
     if config.normalise_stroke:
         s = config.stroke_side / h
@@ -729,7 +740,8 @@ def prepare_digit(image: np.ndarray, config: ReadConfig = ReadConfig()) -> Prepa
     line = _line_height(ink.boxes)
     several = (x1 - x0 > config.max_digit_aspect * line or len(groups) > _MAX_GROUPS
                or len(_attach_short(groups, ink.boxes, line)) > 1)
-    return Prepared(to_mnist(ink.image[y0:y1, x0:x1], config), ink.original_box(box), several)
+    return Prepared(to_mnist(ink.image[y0:y1, x0:x1], config, ink.slope),
+                    ink.original_box(box), several)
 
 
 def _group_columns(boxes) -> list[list[int]]:
@@ -843,7 +855,8 @@ def _crop(region: np.ndarray, x0: int, y0: int, ink: Ink,
         return None
     a, b, top, bottom = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     box = (x0 + a, y0 + top, x0 + b, y0 + bottom)
-    return Prepared(to_mnist(region[top:bottom, a:b], config), ink.original_box(box))
+    return Prepared(to_mnist(region[top:bottom, a:b], config, ink.slope),
+                    ink.original_box(box))
 
 
 def _segments(region: np.ndarray, x0: int, y0: int, line: float, ink: Ink,
