@@ -50,8 +50,8 @@ def _unique(folder: Path, stem: str, suffix: str, taken: set[str]) -> Path:
 
 
 def _save_input(image: np.ndarray, path: Path) -> None:
-    from PIL import Image
-    Image.fromarray(np.rint(image * 255).astype(np.uint8), mode="L").save(path)
+    from .images import encode_png
+    path.write_bytes(encode_png(image))
 
 
 def _progress(n: int):

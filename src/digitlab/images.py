@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["FORMATS", "ImageRejected", "Limits", "decode_image", "decode_image_sized"]
+__all__ = ["FORMATS", "ImageRejected", "Limits", "decode_image", "decode_image_sized",
+           "encode_png"]
 
 FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey, ITU-R BT.601
@@ -199,3 +200,11 @@ def decode_image_sized(data: bytes, limits: Limits = Limits()
         return _to_array(im), (width, height)
     except Exception as exc:  # a mode or palette Pillow cannot convert
         raise ImageRejected(f"unsupported pixel format {im.mode} ({_short(exc)})") from None
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A grey image, float in [0, 1] (H, W), as an 8-bit PNG file's bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(
+        buf, "PNG")
+    return buf.getvalue()

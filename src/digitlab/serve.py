@@ -23,7 +23,6 @@ import base64
 import binascii
 import functools
 import hmac
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -37,10 +36,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
-from PIL import Image
 from starlette.exceptions import HTTPException
 
-from .images import ImageRejected
+from .images import ImageRejected, encode_png
 from .preprocess import BlankImage
 from .recognize import Answer, Recognizer
 
@@ -115,9 +113,7 @@ class _LimitBody:
 
 
 def _png_data_url(image: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(np.rint(image * 255).astype(np.uint8), mode="L").save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
 
 
 def _answer(a: Answer) -> dict:
