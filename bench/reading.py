@@ -28,6 +28,7 @@ from common import cache_dir, write_result
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
+SLANTED, TURNED = (1.5, 3.0), (4.0, 15.0)  # degrees a ruled page is turned, either way
 sys.path.insert(0, str(HERE))
 
 import userstyle  # noqa: E402
@@ -160,9 +161,6 @@ def timing(rec: Recognizer, images, labels, n: int = 200) -> dict:
         for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
             stages[k].append(v * 1000)
     return {k: statistics.median(v) for k, v in stages.items()}
-
-
-SLANTED, TURNED = (1.5, 3.0), (4.0, 15.0)  # degrees a page is turned, either way
 
 
 def lined_table(rec, samples) -> dict:

@@ -4,7 +4,8 @@ Pillow reads the header first; the declared size is checked before any pixel is 
 so a decompression bomb is refused cheaply. A large JPEG is decoded downscaled instead (DCT
 scaling, Pillow's draft mode). Transparency is composited onto white paper (black for light
 ink), EXIF orientation applied, 16-bit and palette images converted; the result is float32
-in [0, 1], (H, W) for a grey image and (H, W, 3) for a colour one.
+in [0, 1], (H, W) for a grey image and (H, W, 3) for a colour one. :func:`encode_png` is the way
+back, for a prepared digit shown to the user.
 """
 
 from __future__ import annotations
