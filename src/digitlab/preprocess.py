@@ -57,7 +57,7 @@ _SLOPE_INK = 0.1  # left over from the background by this much on the border ...
 _SLOPE_BORDER = 0.03  # ... along this much of it: a slope the flat opening cut
 _SLANT_ROWS = 5  # rows taken together to find long runs: lines slanted a few degrees at most
 _MAX_SLANT = 15  # degrees: ruled lines slanted more than this are not looked for
-_TURNED_INK = 0.05  # a turned-back crop is trimmed to pixels brighter than this
+_TRIM_INK = 0.05  # a crop turned back or stroke-normalised is trimmed to ink brighter than this
 _LINE_LONG = 10  # a slanted line is at least this many times as long as it is thick
 _EDGE_ROWS = 3  # a slanted line's end this close to the top or bottom leaves the picture
 _LINE_THIN = 0.25  # a line is at most this share of all the ink's height thick
@@ -459,7 +459,7 @@ def _without_lines(labels: np.ndarray, seeded: np.ndarray,
     level[rows, columns] = labels
     inside = np.zeros(level.shape, bool)
     inside[rows, columns] = True
-    out = _without_level_lines(level, seeded, config, None, inside)
+    out = _without_level_lines(level, seeded, config, inside=inside)
     return (None, 0.0) if out is None else (out[rows, columns], slope)
 
 
@@ -476,16 +476,14 @@ def _line_slope(labels: np.ndarray, seeded: np.ndarray, pieces: list) -> float |
         if piece is None or not seeded[i] or piece[1].stop - piece[1].start < 0.5 * w:
             continue
         run = labels[piece] == i
-        count = run.sum(axis=0)
-        thick = int(np.median(count[count > 0]))
+        count, thick, centre = _columns(run)
         # one stretch of ink, no thicker than usual: a 0's columns have two (their centres
         # lie on a straight line too)
         top, bottom = run.argmax(axis=0), run.shape[0] - run[::-1].argmax(axis=0)
         plain = np.flatnonzero((count > 0) & (count <= thick + 1) & (count == bottom - top))
         if len(plain) < 0.5 * run.shape[1] or thick * _LINE_LONG > run.shape[1]:
             continue  # (a 7's bar, a 5's flag: straight, but thick for their length)
-        rows = np.arange(run.shape[0], dtype=np.float64)[:, None]
-        centre = (run * rows).sum(axis=0)[plain] / count[plain]
+        centre = centre[plain]
         slope, at = np.polyfit(plain, centre, 1)
         if np.abs(centre - (slope * plain + at)).max() <= thick / 2 + 1.5:
             slopes.append(slope)
@@ -614,20 +612,27 @@ def _rows_together(mask: np.ndarray, down: bool = False) -> np.ndarray:
     return out
 
 
+def _columns(run: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """A piece's box mask, column by column: how much ink each holds, the piece's usual
+    thickness (the median of that), and the row each column's ink is centred on."""
+    count = run.sum(axis=0)
+    rows = np.arange(run.shape[0], dtype=np.float64)[:, None]
+    return (count, int(np.median(count[count > 0])),
+            (run * rows).sum(axis=0) / np.maximum(count, 1))
+
+
 def _line_itself(run: np.ndarray) -> tuple[np.ndarray, int]:
     """The line in a long horizontal run (its box's mask), and how thick it is: where a stroke
     lies along a line (a 6's loop sitting on a ruled line), the run takes in the stroke's
     rows too; the line itself is the band of its usual thickness around the straight
     centre line of the columns it has nothing else in."""
-    count = run.sum(axis=0)
-    thick = int(np.median(count[count > 0]))
-    rows = np.arange(run.shape[0], dtype=np.float64)[:, None]
-    centre = (run * rows).sum(axis=0) / np.maximum(count, 1)
+    count, thick, centre = _columns(run)
     plain = np.flatnonzero((count > 0) & (count <= thick + 1))
     if len(plain) < 2:
         return run, thick
     slope, at = np.polyfit(plain, centre[plain], 1)
     middle = slope * np.arange(run.shape[1]) + at
+    rows = np.arange(run.shape[0])[:, None]
     return run & (np.abs(rows - middle) <= thick / 2 + 1), thick
 
 
@@ -694,6 +699,12 @@ def _normalise_stroke(x: np.ndarray, config: ReadConfig) -> np.ndarray:
     return x
 
 
+def _trimmed(x: np.ndarray) -> np.ndarray:
+    """``x`` cut down to the box of its pixels brighter than ``_TRIM_INK`` (as it is, if none)."""
+    ys, xs = np.nonzero(x > _TRIM_INK)
+    return x[ys.min():ys.max() + 1, xs.min():xs.max() + 1] if len(ys) else x
+
+
 def to_mnist(crop: np.ndarray, config: ReadConfig = ReadConfig(),
              slope: float = 0.0) -> np.ndarray:
     """A tight crop of bright ink (h, w) -> (28, 28) float32: stroke normalised, longer side
@@ -701,18 +712,13 @@ def to_mnist(crop: np.ndarray, config: ReadConfig = ReadConfig(),
     the page's lines fall that many rows per column (a page photographed askew); the crop is
     turned back first, so that the digit stands as it was written."""
     if slope:
-        crop = ndimage.rotate(crop, math.degrees(math.atan(slope)), order=1)
-        ys, xs = np.nonzero(crop > _TURNED_INK)
-        if len(ys):
-            crop = crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        crop = _trimmed(ndimage.rotate(crop, math.degrees(math.atan(slope)), order=1))
     h, w = crop.shape
     if config.normalise_stroke:
         s = config.stroke_side / h
         pad = round(0.1 * config.stroke_side)  # room for a thickened stroke
         mid = _resize(crop, max(1, round(w * s)), config.stroke_side)
-        mid = _normalise_stroke(np.pad(mid, pad), config)
-        ys, xs = np.nonzero(mid > 0.05)
-        crop = mid[ys.min():ys.max() + 1, xs.min():xs.max() + 1] if len(ys) else mid
+        crop = _trimmed(_normalise_stroke(np.pad(mid, pad), config))
         h, w = crop.shape
     s = MNIST_BOX / max(h, w)
     small = _resize(crop.astype(np.float32), max(1, round(w * s)), max(1, round(h * s)))
